@@ -1,0 +1,240 @@
+"""The ``muflow`` command: parses arguments, calls the Python API, renders results."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find deepfake faces with µFlow (one-class, fitted on real faces).")
+weights_app = typer.Typer(no_args_is_help=True, help="Bundled model files: licences and integrity.")
+app.add_typer(weights_app, name="weights")
+out = Console()
+err = Console(stderr=True)
+
+
+class Tail(str, Enum):
+    two = "two"
+    upper = "upper"
+
+
+class GroupBy(str, Enum):
+    file = "file"
+    folder = "folder"
+
+
+class DetectorKind(str, Enum):
+    scrfd = "scrfd"
+    yunet = "yunet"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"muflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Find deepfake faces with µFlow (one-class, fitted on real faces)."""
+
+
+def _load(model: Optional[Path], device: str, backbone_weights: Optional[Path]):
+    from .detector import Detector
+    from .weights import WeightsError
+
+    try:
+        return Detector.load(model, backbone_weights=backbone_weights).to(device)
+    except WeightsError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def scan(
+    paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Detector bundle; default: the bundled demo model."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the table as CSV."),
+    parquet: Optional[Path] = typer.Option(None, "--parquet", help="Write the table as Parquet."),
+    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Write the table as JSON lines."),
+    fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="False-positive rate on real faces for the verdict."),
+    tail: Optional[Tail] = typer.Option(None, "--tail", help="p-value tail: two (flags atypically high or low scores) or upper; default: the model's."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Faces scored per batch."),
+    detector: Optional[DetectorKind] = typer.Option(None, "--detector", help="Face detector; default: the one the model was fitted with."),
+    max_faces: int = typer.Option(0, "--max-faces", min=0, help="Keep at most N faces per image (0 = all)."),
+    backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone .safetensors for models fitted on a non-bundled backbone."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Score every face in every image: box, score, p-value, verdict."""
+    from .scan import ScanConfig, summarize
+    from .scan import scan as run_scan
+    from .tables import write_table
+
+    det = _load(model, device, backbone_weights)
+    config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
+                        detector=detector.value if detector else None, max_faces=max_faces)
+    missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
+    if missing and len(missing) == len(paths):
+        _fail(f"no such file or folder: {', '.join(missing)}", 2)
+    df = run_scan(paths, det, config, progress=not quiet)
+    for path, fmt in ((csv, "csv"), (parquet, "parquet"), (jsonl, "jsonl")):
+        if path is not None:
+            write_table(df, path, fmt)
+    if quiet:
+        return
+    if not (csv or parquet or jsonl):
+        _faces_table(df)
+    _summary(summarize(df), det, config, [p for p in (csv, parquet, jsonl) if p])
+
+
+def _faces_table(df, limit: int = 50) -> None:
+    t = Table(title="faces", show_lines=False)
+    for col in ("file", "face", "status", "score", "p_value", "verdict"):
+        t.add_column(col, overflow="fold")
+    for _, r in df.head(limit).iterrows():
+        def fmt(v, spec="{}"):
+            return "" if v is None or (hasattr(v, "__class__") and str(v) == "<NA>") else spec.format(v)
+        style = "bold red" if r["verdict"] == "fake" else None
+        t.add_row(str(r["file"]), fmt(r["face"]), str(r["status"]), fmt(r["score"], "{:.4f}"),
+                  fmt(r["p_value"], "{:.3f}"), fmt(r["verdict"]), style=style)
+    out.print(t)
+    if len(df) > limit:
+        out.print(f"… {len(df) - limit} more rows: write them with --csv/--parquet/--jsonl")
+
+
+def _summary(counts: dict[str, int], det, config, written: list[Path]) -> None:
+    t = Table(title="muflow scan", show_header=False)
+    t.add_column("what")
+    t.add_column("count", justify="right")
+    for k in ("files", "faces", "flagged", "no_face", "errors"):
+        t.add_row(k.replace("_", " "), str(counts[k]), style="bold red" if k == "flagged" and counts[k] else None)
+    err.print(t)
+    tail = config.tail or det.default_tail
+    note = f"verdict: fake when p <= {config.fpr:g} ({tail}-sided, {len(det.calibration)} calibration faces)"
+    if det.min_p(tail) > config.fpr:
+        note += f" — this model's smallest p-value is {det.min_p(tail):.3f}, so nothing can be flagged"
+    err.print(note, highlight=False)
+    for p in written:
+        err.print(f"wrote {p}", highlight=False)
+
+
+@app.command()
+def fit(
+    paths: list[Path] = typer.Argument(..., help="Folders (or files) of real face images."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the detector bundle (a folder)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (default: ~6,000 face presentations, 8-60 epochs)."),
+    k: Optional[int] = typer.Option(None, "--k", min=1, help="Crops per average face (default: n/4, at most 500)."),
+    averages: Optional[int] = typer.Option(None, "--averages", min=8, help="Number of average faces (default: 2n, 64-1000)."),
+    calibration_fraction: float = typer.Option(0.2, "--calibration-fraction", help="Share of faces held out to calibrate p-values."),
+    group_by: GroupBy = typer.Option(GroupBy.file, "--group-by", help="Calibration split unit: file, or folder (e.g. one folder per video or person)."),
+    crop_size: int = typer.Option(256, "--crop-size", min=64, help="Aligned crop side in pixels (multiple of 16)."),
+    detector: DetectorKind = typer.Option(DetectorKind.scrfd, "--detector", help="Face detector."),
+    backbone: str = typer.Option("mobilenetv2_100", "--backbone", help="timm backbone name."),
+    backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights (.safetensors)."),
+    download_backbone: bool = typer.Option(False, "--download-backbone", help="Let timm download pretrained weights (needs network)."),
+    steps: int = typer.Option(8, "--flow-steps", min=1, help="Coupling steps per flow."),
+    batch_size: int = typer.Option(16, "--batch-size", min=2),
+    lr: float = typer.Option(1e-3, "--lr"),
+    tail: Tail = typer.Option(Tail.two, "--tail", help="Default p-value tail stored in the model."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Fit a detector on a folder of real faces."""
+    from .fit import FitConfig, FitError
+    from .fit import fit as run_fit
+    from .model import FlowConfig
+    from .weights import WeightsError
+
+    if crop_size % 16:
+        _fail("--crop-size must be a multiple of 16", 2)
+    config = FitConfig(
+        crop_size=crop_size, detector=detector.value, backbone=backbone, backbone_weights=backbone_weights,
+        download_backbone=download_backbone, flow=FlowConfig(steps=steps), k=k, averages=averages,
+        calibration_fraction=calibration_fraction, group_by=group_by.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        tail=tail.value, device=device,
+    )
+    try:
+        det, report = run_fit(paths, config, progress=not quiet)
+    except (FitError, WeightsError, ValueError) as exc:
+        _fail(str(exc))
+    det.save(output)
+    if quiet:
+        return
+    t = Table(title=f"muflow fit → {output}", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    rows = [
+        ("image files", report.files),
+        ("skipped", ", ".join(f"{k}: {v}" for k, v in report.skipped.items()) or "none"),
+        ("faces", report.faces),
+        ("fit / calibration faces", f"{report.fit_faces} / {report.calibration_faces}"),
+        ("averages (k crops each)", f"{report.averages} ({report.k})"),
+        ("epochs", report.epochs),
+        ("final loss (nats/dim)", f"{report.losses[-1]:.4f}"),
+        ("calibration mean score", f"{report.calibration_mean:.4f}"),
+        ("time", " ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())),
+    ]
+    for a, b in rows:
+        t.add_row(a, str(b))
+    err.print(t)
+
+
+@app.command()
+def info(model: Optional[Path] = typer.Argument(None, help="Detector bundle; default: the bundled model.")) -> None:
+    """Show a detector bundle's card: what it was fitted on and how."""
+    import json
+
+    det = _load(model, "cpu", None)
+    card = {k: v for k, v in det.card.items() if k != "crop"}
+    out.print_json(json.dumps(card))
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Bundled files with their licences and where they come from."""
+    from .detector import CARD, default_model_path
+    from .weights import manifest
+
+    t = Table(title="bundled weights")
+    for col in ("name", "kind", "file", "licence", "from"):
+        t.add_column(col, overflow="fold")
+    for e in manifest().values():
+        t.add_row(e.name, e.kind, e.file, e.licence, e.provenance)
+    if (default_model_path() / CARD).is_file():
+        t.add_row("default", "detector bundle", default_model_path().name,
+                  "demonstration model; inherits the licences above (SCRFD: non-commercial)", "scripts/make_default_model.py")
+    out.print(t)
+
+
+@weights_app.command("verify")
+def weights_verify() -> None:
+    """Check the sha256 of every bundled file (and the default model)."""
+    from .detector import Detector
+    from .weights import WeightsError, verify_all
+
+    bad = 0
+    for entry, ok, msg in verify_all():
+        out.print(f"{'[green]ok[/]' if ok else '[red]FAIL[/]'}  {entry.file}  {msg if not ok else entry.sha256[:16]}")
+        bad += not ok
+    try:
+        Detector.load(None)
+        out.print("[green]ok[/]  default.muflow  card and tensors match")
+    except WeightsError as exc:
+        out.print(f"[red]FAIL[/]  default.muflow  {exc}")
+        bad += 1
+    if bad:
+        raise typer.Exit(1)

@@ -1,0 +1,274 @@
+"""Fit a µFlow detector on a folder of real faces.
+
+Stages: faces -> split (fit / held-out calibration, by file, seeded) -> average faces of the
+fit part -> Gaussian target per layer -> backbone features of single fit faces, cached once
+in float16 -> flows trained many epochs on the cache -> calibration scores of held-out
+reals. Calibration faces take no part in averages or training.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .averages import average_faces, default_average_plan
+from .detector import Detector, new_card, pick_device
+from .faces import FaceDetector, faces_in_file
+from .features import create_feature_extractor
+from .images import iter_image_files
+from .model import FlowConfig, MuFlowModel
+from .progress import stderr, track
+from .target import GaussianTarget
+
+MIN_FACES = 20
+
+
+class FitError(ValueError):
+    """The data cannot give a detector (too few faces, bad settings)."""
+
+
+@dataclass
+class FitConfig:
+    crop_size: int = 256
+    context: float = 1.5
+    detector: str = "scrfd"
+    det_threshold: float = 0.5
+    min_face_px: float = 24.0  # smaller faces carry too little detail to learn from
+    max_faces_per_image: int = 0
+    backbone: str = "mobilenetv2_100"
+    backbone_weights: Path | None = None
+    download_backbone: bool = False
+    taps: tuple[int, ...] | None = None
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    k: int | None = None
+    averages: int | None = None
+    calibration_fraction: float = 0.2
+    group_by: str = "file"  # or "folder": keep a folder's faces on one side of the calibration split
+    epochs: int | None = None
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    seed: int = 0
+    tail: str = "two"
+    device: str = "auto"
+
+
+@dataclass
+class FitReport:
+    files: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    faces: int = 0
+    fit_faces: int = 0
+    calibration_faces: int = 0
+    k: int = 0
+    averages: int = 0
+    epochs: int = 0
+    losses: list[float] = field(default_factory=list)
+    calibration_mean: float = float("nan")
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_epochs(n_fit: int) -> int:
+    """About 6,000 face presentations (~375 Adam steps at batch 16), within [8, 60] epochs.
+
+    Chosen for fit time on a 2-core CPU (the flows see ~25 faces/s there), not for a score.
+    """
+    return int(min(60, max(8, math.ceil(6000 / max(n_fit, 1)))))
+
+
+def split_by_group(group_ids: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask of calibration faces: whole groups go to calibration until it holds ``fraction``.
+
+    Faces of one photo (or one video, with ``--group-by folder``) share camera, compression and
+    often identity; if they straddled the split, calibration scores would be optimistic and
+    new real sources would be flagged more often than the stated FPR. Groups are taken in
+    random order; a group that would overshoot the target by half is passed over.
+    """
+    groups, sizes = np.unique(group_ids, return_counts=True)
+    order = rng.permutation(len(groups))
+    target = max(1, int(round(fraction * len(group_ids))))
+    cal = np.zeros(len(group_ids), bool)
+    held = 0
+    for g in order:
+        if held >= target:
+            break
+        if held + sizes[g] > 1.5 * target and held > 0:
+            continue
+        cal |= group_ids == groups[g]
+        held += sizes[g]
+    return cal
+
+
+def collect_faces(
+    paths: list[Path], config: FitConfig, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, int, Counter]:
+    """Aligned crops (N, S, S, 3) of every usable face, the group index of each, file count, skips."""
+    detector = FaceDetector(config.detector, config.det_threshold)
+    files = list(iter_image_files(paths))
+    crops, ids, skipped = [], [], Counter()
+    for i, path in enumerate(track(files, "faces   ", enabled=progress)):
+        res = faces_in_file(path, detector, config.crop_size, config.context, config.max_faces_per_image)
+        if res.status != "ok":
+            skipped[res.status] += 1
+            continue
+        kept = [f for f in res.faces if f.size_px >= config.min_face_px]
+        skipped["small_face"] += len(res.faces) - len(kept)
+        crops += [f.crop for f in kept]
+        ids += [i if config.group_by == "file" else path.parent] * len(kept)
+    empty = np.zeros((0, config.crop_size, config.crop_size, 3), np.uint8)
+    groups = np.unique(np.asarray([str(g) for g in ids]), return_inverse=True)[1] if ids else np.zeros(0, int)
+    return (np.stack(crops) if crops else empty), groups, len(files), skipped
+
+
+def fit(paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: bool = True) -> tuple[Detector, FitReport]:
+    """Fit on the real faces under ``paths``; returns the detector and what happened."""
+    paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    report = FitReport()
+    t0 = time.perf_counter()
+    crops, ids, report.files, skipped = collect_faces(paths, config, progress)
+    report.skipped = {k: v for k, v in skipped.items() if v}
+    report.seconds["faces"] = time.perf_counter() - t0
+    return fit_crops(crops, ids, config, progress, report)
+
+
+def fit_crops(
+    crops: np.ndarray,
+    group_ids: np.ndarray | None = None,
+    config: FitConfig = FitConfig(),
+    progress: bool = True,
+    report: FitReport | None = None,
+) -> tuple[Detector, FitReport]:
+    """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video)."""
+    report = report or FitReport()
+    n = len(crops)
+    report.faces = n
+    if n < MIN_FACES:
+        raise FitError(
+            f"found {n} usable faces; fitting needs at least {MIN_FACES} (hundreds are better). "
+            f"Skipped files: {report.skipped or 'none'}"
+        )
+    if not 0.05 <= config.calibration_fraction <= 0.5:
+        raise FitError("calibration fraction must lie in [0.05, 0.5]")
+    group_ids = np.arange(n) if group_ids is None else np.asarray(group_ids)
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+
+    if config.group_by not in ("file", "folder"):
+        raise FitError("group_by must be 'file' or 'folder'")
+    cal_mask = split_by_group(group_ids, config.calibration_fraction, rng)
+    fit_crops_, cal_crops = crops[~cal_mask], crops[cal_mask]
+    report.fit_faces, report.calibration_faces = len(fit_crops_), len(cal_crops)
+    if report.fit_faces < MIN_FACES // 2:
+        raise FitError(f"only {report.fit_faces} faces left to fit after holding out calibration; add more faces")
+
+    backbone = create_feature_extractor(
+        config.backbone, config.backbone_weights, config.taps, config.download_backbone
+    ).to(device)
+
+    # Averages -> Gaussian target per layer.
+    t = time.perf_counter()
+    report.k, report.averages = default_average_plan(report.fit_faces, config.k, config.averages)
+    pooled: list[list[np.ndarray]] = [[] for _ in backbone.channels]
+    batches = average_faces(fit_crops_, report.k, report.averages, rng, batch=config.batch_size)
+    for batch in track(batches, "averages", total=math.ceil(report.averages / config.batch_size), enabled=progress):
+        for j, f in enumerate(backbone(torch.from_numpy(batch))):
+            pooled[j].append(f.mean(dim=(2, 3)).double().cpu().numpy())
+    targets = [GaussianTarget.fit(np.concatenate(p)) for p in pooled]
+    report.seconds["averages"] = time.perf_counter() - t
+
+    # Cache backbone features of single fit faces once (float16): the backbone is frozen.
+    t = time.perf_counter()
+    cache = _features(backbone, fit_crops_, config.batch_size, "features", progress)
+    report.seconds["features"] = time.perf_counter() - t
+
+    # Train the flows on the cache.
+    t = time.perf_counter()
+    model = MuFlowModel(backbone.channels, config.flow)
+    for tgt, fitted in zip(model.targets, targets):
+        tgt.load_state_dict(fitted.state_dict())
+    model.to(device)
+    report.epochs = config.epochs or default_epochs(report.fit_faces)
+    opt = torch.optim.Adam(model.flows.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(report.fit_faces / config.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=report.epochs * steps_per_epoch)
+    model.train()
+    for _ in track(range(report.epochs), "training", enabled=progress):
+        order = torch.from_numpy(rng.permutation(report.fit_faces))
+        total = 0.0
+        for s in range(0, report.fit_faces, config.batch_size):
+            idx = order[s : s + config.batch_size]
+            feats = [c[idx].to(device, non_blocking=True).float() for c in cache]
+            loss = model(feats)["score"].mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.flows.parameters(), 10.0)
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        report.losses.append(total / report.fit_faces)
+        if not math.isfinite(report.losses[-1]):
+            raise FitError("training diverged (non-finite loss); try a smaller --lr")
+    model.eval()
+    report.seconds["training"] = time.perf_counter() - t
+
+    card = new_card(
+        backbone=backbone,
+        backbone_weights=config.backbone_weights,
+        crop_size=config.crop_size,
+        context=config.context,
+        detector={"kind": config.detector, "threshold": config.det_threshold},
+        flow=config.flow,
+        tail=config.tail,
+        training={},
+    )
+    detector = Detector(card, backbone, model, np.zeros(0)).to(device)
+    t = time.perf_counter()
+    cal_scores = detector.score(cal_crops, batch_size=config.batch_size)["score"]
+    detector.calibration = np.sort(cal_scores)
+    report.calibration_mean = float(np.mean(cal_scores)) if len(cal_scores) else float("nan")
+    report.seconds["calibration"] = time.perf_counter() - t
+    card["training"] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": config.seed,
+        "images": report.files,
+        "skipped": report.skipped,
+        "faces": report.faces,
+        "fit_faces": report.fit_faces,
+        "calibration_faces": report.calibration_faces,
+        "k": report.k,
+        "averages": report.averages,
+        "epochs": report.epochs,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "final_loss": report.losses[-1],
+        "calibration_mean_score": report.calibration_mean,
+        "min_face_px": config.min_face_px,
+        "group_by": config.group_by,
+    }
+    if report.calibration_faces < 2 / 0.05 - 1 and progress:
+        stderr.print(
+            f"[yellow]warning:[/] only {report.calibration_faces} calibration faces: "
+            f"the smallest p-value is {detector.min_p():.3f}, so verdicts at --fpr below it cannot say 'fake'"
+        )
+    return detector, report
+
+
+def _features(backbone, crops: np.ndarray, batch: int, label: str, progress: bool) -> list[torch.Tensor]:
+    parts: list[list[torch.Tensor]] = [[] for _ in backbone.channels]
+    starts = range(0, len(crops), batch)
+    for s in track(starts, label.ljust(8), enabled=progress):
+        for j, f in enumerate(backbone(torch.from_numpy(crops[s : s + batch]))):
+            parts[j].append(f.to(torch.float16).cpu())
+    return [torch.cat(p) for p in parts]

@@ -1,0 +1,77 @@
+"""FastFlow for one feature layer, assembled from normflows blocks.
+
+Each step: a learned per-channel affine (normflows ``AffineConstFlow``), an affine coupling
+over a channel split (``AffineCouplingBlock``) whose conv subnet's log-scales are soft-clamped
+to (-clamp, clamp), and a fixed channel shuffle (``Permute``). Kernels alternate 3x3 / 1x1
+as in FastFlow unless ``conv3x3_only``. Like every normflows flow, ``forward`` returns
+``(z, log_det)`` with log_det = log|det dz/dx| per sample, and ``inverse`` undoes it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import normflows as nf
+import torch
+from torch import nn
+
+
+class ClampedConvSubnet(nn.Module):
+    """conv-ReLU-conv mapping the kept half to (shift, log-scale) pairs, log-scale soft-clamped.
+
+    normflows' coupling reads shifts from even and log-scales from odd output channels.
+    The last conv starts at zero, so every step starts as the identity.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, hidden: int, kernel: int, clamp: float) -> None:
+        super().__init__()
+        pad = kernel // 2
+        self.net = nn.Sequential(
+            nn.Conv2d(in_ch, hidden, kernel, padding=pad),
+            nn.ReLU(),
+            nn.Conv2d(hidden, 2 * out_ch, kernel, padding=pad),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.clamp = clamp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.net(x)
+        shift, raw = p[:, 0::2], p[:, 1::2]
+        scale = self.clamp * (2 / math.pi) * torch.atan(raw / self.clamp)
+        return torch.stack([shift, scale], dim=2).flatten(1, 2)
+
+
+class FastFlow(nn.Module):
+    """A stack of clamped affine coupling steps on a (C, H, W) feature map."""
+
+    def __init__(
+        self, channels: int, steps: int = 8, hidden_ratio: float = 1.0, conv3x3_only: bool = False, clamp: float = 2.0
+    ) -> None:
+        super().__init__()
+        if channels < 2:
+            raise ValueError("a coupling flow needs at least 2 channels")
+        c1 = (channels + 1) // 2  # torch.chunk puts the odd channel in the first half
+        c2 = channels - c1
+        hidden = max(8, int(round(channels * hidden_ratio)))
+        layers: list[nf.flows.Flow] = []
+        for i in range(steps):
+            kernel = 1 if (i % 2 == 1 and not conv3x3_only) else 3
+            layers.append(nf.flows.AffineConstFlow((channels, 1, 1)))
+            layers.append(nf.flows.AffineCouplingBlock(ClampedConvSubnet(c1, c2, hidden, kernel, clamp), scale_map="exp"))
+            layers.append(nf.flows.Permute(channels, mode="shuffle"))
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_det = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        for layer in self.layers:
+            x, ld = layer(x)
+            log_det = log_det + ld
+        return x, log_det
+
+    def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_det = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        for layer in reversed(self.layers):
+            z, ld = layer.inverse(z)
+            log_det = log_det + ld
+        return z, log_det

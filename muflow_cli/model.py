@@ -1,0 +1,48 @@
+"""The trainable part of µFlow as a plain nn.Module: one FastFlow and one Gaussian target per layer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .flow import FastFlow
+from .score import layer_nll, residual_map
+from .target import GaussianTarget
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    steps: int = 8
+    hidden_ratio: float = 1.0
+    conv3x3_only: bool = False
+    clamp: float = 2.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MuFlowModel(nn.Module):
+    """Layer-normalised feature maps -> per-layer NLL (nats/dim) and the total score."""
+
+    def __init__(self, channels: list[int], config: FlowConfig = FlowConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.flows = nn.ModuleList(
+            FastFlow(c, config.steps, config.hidden_ratio, config.conv3x3_only, config.clamp) for c in channels
+        )
+        self.targets = nn.ModuleList(GaussianTarget(c) for c in channels)
+
+    def forward(self, feats: list[torch.Tensor], with_maps: bool = False) -> dict[str, torch.Tensor]:
+        layers, maps = [], []
+        for x, flow, target in zip(feats, self.flows, self.targets):
+            z, log_det = flow(x.float())
+            layers.append(layer_nll(z, log_det, target))
+            if with_maps:
+                maps.append(residual_map(z))
+        per_layer = torch.stack(layers, dim=1)
+        out = {"layers": per_layer, "score": per_layer.mean(1)}
+        if with_maps:
+            out["maps"] = maps
+        return out

@@ -1,0 +1,91 @@
+"""The scan table: a documented, stable schema and safe writers (CSV, Parquet, JSON lines).
+
+File names are attacker-controlled in forensic work: CSV cells that a spreadsheet would run
+as a formula (starting with = + - @ or a tab/CR) are prefixed with a single quote.
+Files are written to a temporary name and renamed, so a crash never leaves a truncated
+table that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+# name -> (pandas dtype, meaning). The order is the column order of every output.
+SCHEMA: dict[str, tuple[str, str]] = {
+    "file": ("string", "path of the image as given or found"),
+    "face": ("Int64", "face index in the file, 0 = highest detection score; empty for file-level rows"),
+    "status": ("string", "ok | no_face | unreadable | too_large | error"),
+    "message": ("string", "human-readable detail (errors, small-face warnings)"),
+    "image_width": ("Int64", "decoded width in pixels (after EXIF orientation)"),
+    "image_height": ("Int64", "decoded height in pixels"),
+    "x1": ("Float64", "face box left, original pixels"),
+    "y1": ("Float64", "face box top"),
+    "x2": ("Float64", "face box right"),
+    "y2": ("Float64", "face box bottom"),
+    "det_score": ("Float64", "face detector confidence"),
+    "landmarks": ("string", "5 landmarks 'x y' separated by ';' (eyes, nose, mouth corners), original pixels"),
+    "face_px": ("Float64", "face size in the original image: sqrt(box width x box height)"),
+    "upscale": ("Float64", "aligned-crop pixels per original pixel (> 1: the face was enlarged)"),
+    "score": ("Float64", "fakeness score: negative log-likelihood, nats per dimension, mean over layers"),
+    "p_value": ("Float64", "conformal p-value against the model's held-out real faces"),
+    "verdict": ("string", "fake if p_value <= fpr, else real; empty for file-level rows"),
+}
+SMALL_FACE_PX = 64.0
+
+
+def layer_columns(layer_names: list[str]) -> list[str]:
+    """Per-layer score columns, e.g. score_s4 (stride-4 layer), appended after the schema."""
+    return [f"score_{name}" for name in layer_names]
+
+
+def to_frame(rows: list[dict], layer_names: list[str]) -> pd.DataFrame:
+    cols = list(SCHEMA) + layer_columns(layer_names)
+    df = pd.DataFrame(rows, columns=cols)
+    for name, (dtype, _) in SCHEMA.items():
+        df[name] = df[name].astype(dtype)
+    for name in layer_columns(layer_names):
+        df[name] = df[name].astype("Float64")
+    return df
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value):
+    """Make a cell inert for spreadsheets: '=cmd' -> \"'=cmd\"."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _atomic(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_table(df: pd.DataFrame, path: Path, fmt: str) -> None:
+    """Write ``df`` as csv, parquet or jsonl."""
+    if fmt == "csv":
+        safe = df.copy()
+        for col in safe.columns:
+            if safe[col].dtype == "string":
+                safe[col] = safe[col].map(neutralise, na_action="ignore").astype("string")
+        _atomic(path, lambda p: safe.to_csv(p, index=False))
+    elif fmt == "parquet":
+        _atomic(path, lambda p: df.to_parquet(p, index=False))
+    elif fmt == "jsonl":
+        _atomic(path, lambda p: df.to_json(p, orient="records", lines=True, force_ascii=False))
+    else:
+        raise ValueError(f"unknown table format {fmt!r}")

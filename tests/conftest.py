@@ -1,0 +1,81 @@
+"""Shared fixtures: real images shipped with the dependencies, and small data made here."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def insightface_image(name: str) -> Path:
+    spec = importlib.util.find_spec("insightface")
+    assert spec and spec.origin
+    return Path(spec.origin).parent / "data" / "images" / name
+
+
+@pytest.fixture(scope="session")
+def t1_path() -> Path:
+    """insightface's group photo: 6 faces."""
+    return insightface_image("t1.jpg")
+
+
+@pytest.fixture(scope="session")
+def t1_rgb(t1_path) -> np.ndarray:
+    return cv2.imread(str(t1_path))[..., ::-1].copy()
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def face_detector():
+    from muflow_cli.faces import FaceDetector
+
+    return FaceDetector("scrfd")
+
+
+@pytest.fixture(scope="session")
+def default_detector():
+    from muflow_cli.detector import Detector
+
+    return Detector.load()
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(rgb[..., ::-1]))
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_folder(tmp_path_factory, t1_rgb, astronaut) -> Path:
+    """A small folder of real photos made from t1.jpg and the astronaut: crops, flips, rescales.
+
+    Five variants of the 6-face group photo and six of the portrait: 36 faces in seconds.
+    """
+    root = tmp_path_factory.mktemp("reals")
+    rng = np.random.default_rng(0)
+    h, w = t1_rgb.shape[:2]
+    for i in range(5):
+        x0, y0 = rng.integers(0, 40, size=2)
+        img = t1_rgb[y0 : h - rng.integers(0, 40), x0 : w - rng.integers(0, 40)]
+        if i % 2:
+            img = img[:, ::-1]
+        s = 0.8 + 0.1 * i
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+        write_rgb(root / "group" / f"t1_{i}.jpg", img)
+    for i in range(6):
+        img = astronaut if i % 2 == 0 else astronaut[:, ::-1]
+        s = 0.7 + 0.15 * i
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+        write_rgb(root / "portrait" / f"astronaut_{i}.png", img)
+    return root

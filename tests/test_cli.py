@@ -1,0 +1,126 @@
+"""Every command through typer's CliRunner, on real photos and a model fitted here in seconds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from muflow_cli.cli import app
+
+runner = CliRunner()
+
+FAST_FIT = ["--crop-size", "128", "--epochs", "2", "--flow-steps", "2", "--averages", "16", "--batch-size", "8", "-q"]
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory, real_folder):
+    out = tmp_path_factory.mktemp("models") / "small.muflow"
+    res = runner.invoke(app, ["fit", str(real_folder), "-o", str(out), *FAST_FIT])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_fit_writes_a_complete_bundle(small_model):
+    card = json.loads((small_model / "card.json").read_text())
+    assert card["format"] == 1 and card["crop"]["size"] == 128
+    t = card["training"]
+    assert t["faces"] == 36 and t["fit_faces"] + t["calibration_faces"] == 36
+    assert t["averages"] == 16 and t["epochs"] == 2 and t["seed"] == 0
+    assert len(card["tensors"]["sha256"]) == 64
+    assert [layer["stride"] for layer in card["layers"]] == [4, 8, 16]
+
+
+def test_fit_is_reproducible(tmp_path, real_folder, small_model):
+    out = tmp_path / "again.muflow"
+    assert runner.invoke(app, ["fit", str(real_folder), "-o", str(out), *FAST_FIT]).exit_code == 0
+    a = json.loads((small_model / "card.json").read_text())["tensors"]["sha256"]
+    b = json.loads((out / "card.json").read_text())["tensors"]["sha256"]
+    assert a == b
+
+
+def test_fit_refuses_too_few_faces(tmp_path, t1_path):
+    (tmp_path / "few").mkdir()
+    shutil.copy(t1_path, tmp_path / "few" / "t1.jpg")
+    res = runner.invoke(app, ["fit", str(tmp_path / "few"), "-o", str(tmp_path / "m"), "-q"])
+    assert res.exit_code == 1
+    assert "found 6 usable faces" in res.output and "at least 20" in res.output
+
+
+def test_scan_t1_on_the_default_model_writes_six_rows(tmp_path, t1_path):
+    csv = tmp_path / "out.csv"
+    res = runner.invoke(app, ["scan", str(t1_path), "--csv", str(csv)])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(csv)
+    assert len(df) == 6
+    assert set(df["status"]) == {"ok"} and list(df["face"]) == list(range(6))
+    assert df["p_value"].between(0, 1).all() and set(df["verdict"]) <= {"real", "fake"}
+    assert {"score_s4", "score_s8", "score_s16", "landmarks", "face_px"} <= set(df.columns)
+    assert "files" in res.output and "flagged" in res.output
+
+
+def test_scan_folder_with_bad_files_gives_a_row_each(tmp_path, small_model, t1_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    shutil.copy(t1_path, d / "group.jpg")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (d / "=cmd()+.png").write_bytes(b"")
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(d / "wall.png"), np.full((120, 160, 3), 90, np.uint8))
+    out = tmp_path / "t.jsonl"
+    res = runner.invoke(app, ["scan", str(d), "--model", str(small_model), "--jsonl", str(out), "--csv", str(tmp_path / "t.csv"), "-q"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_json(out, lines=True)
+    by_file = df.groupby("file")["status"].agg(list)
+    assert by_file[str(d / "group.jpg")] == ["ok"] * 6
+    assert by_file[str(d / "broken.jpg")] == ["unreadable"]
+    assert by_file[str(d / "=cmd()+.png")] == ["unreadable"]
+    assert by_file[str(d / "wall.png")] == ["no_face"]
+    assert df.loc[df["status"] != "ok", "message"].str.len().gt(0).all()
+    csv_text = (tmp_path / "t.csv").read_text()
+    assert "'" + str(d) in csv_text or str(d).startswith("/")  # paths are absolute here: nothing to neutralise
+    assert ",=cmd" not in csv_text
+
+
+def test_scan_parquet_and_upper_tail(tmp_path, small_model, t1_path):
+    out = tmp_path / "t.parquet"
+    res = runner.invoke(app, ["scan", str(t1_path), "-m", str(small_model), "--parquet", str(out), "--tail", "upper", "--fpr", "0.5", "-q"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out)
+    assert len(df) == 6 and df["score"].notna().all()
+
+
+def test_scan_prints_a_table_without_output_files(small_model, t1_path):
+    res = runner.invoke(app, ["scan", str(t1_path), "-m", str(small_model)])
+    assert res.exit_code == 0
+    assert "t1.jpg" in res.output and "verdict" in res.output
+
+
+def test_scan_missing_path_and_bad_model_are_usage_errors(tmp_path, t1_path):
+    res = runner.invoke(app, ["scan", str(tmp_path / "nope.jpg")])
+    assert res.exit_code == 2 and "no such file" in res.output
+    res = runner.invoke(app, ["scan", str(t1_path), "--model", str(tmp_path)])
+    assert res.exit_code == 1 and "not a muflow model" in res.output
+
+
+def test_weights_list_and_verify():
+    res = runner.invoke(app, ["weights", "list"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0 and "non-commercial" in res.output and "MIT" in res.output and "BSD-3" in res.output
+    res = runner.invoke(app, ["weights", "verify"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("ok") >= 4
+
+
+def test_info_shows_the_card(small_model):
+    res = runner.invoke(app, ["info", str(small_model)])
+    assert res.exit_code == 0 and "mobilenetv2_100" in res.output and "fit_faces" in res.output
+
+
+def test_version():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and "muflow" in res.output

@@ -1,0 +1,1 @@
+"""Bundled model files (installed as ``muflow_cli.model_files``); see manifest.json."""
