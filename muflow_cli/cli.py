@@ -98,6 +98,12 @@ def scan(
     if not (csv or parquet or jsonl):
         _faces_table(df)
     _summary(summarize(df), det, config, [p for p in (csv, parquet, jsonl) if p])
+    if model is None:
+        err.print(
+            "note: this is the bundled demonstration model, fitted on a few hundred faces from a few sources; "
+            "real faces unlike them are often flagged. Fit on reals like yours: muflow fit DIR -o my.muflow",
+            style="yellow", highlight=False,
+        )
 
 
 def _faces_table(df, limit: int = 50) -> None:
