@@ -76,23 +76,45 @@ def scan(
     detector: Optional[DetectorKind] = typer.Option(None, "--detector", help="Face detector; default: the one the model was fitted with."),
     max_faces: int = typer.Option(0, "--max-faces", min=0, help="Keep at most N faces per image (0 = all)."),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone .safetensors for models fitted on a non-bundled backbone."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted scan (same arguments): finished files are not scanned again."),
+    chunk_files: int = typer.Option(16, "--chunk-files", min=1, help="Files per unit of work (scored and journaled together)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Score every face in every image: box, score, p-value, verdict."""
-    from .scan import ScanConfig, summarize
+    from .journal import ResumeError, ScanJournal, journal_path
+    from .scan import ScanConfig, scan_settings, summarize
     from .scan import scan as run_scan
     from .tables import write_table
 
-    det = _load(model, device, backbone_weights)
-    config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
-                        detector=detector.value if detector else None, max_faces=max_faces)
+    outputs = [(p, fmt) for p, fmt in ((csv, "csv"), (parquet, "parquet"), (jsonl, "jsonl")) if p is not None]
+    if resume and not outputs:
+        _fail("--resume needs an output file (--csv, --parquet or --jsonl): the scan's journal lives beside it", 2)
     missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
     if missing and len(missing) == len(paths):
         _fail(f"no such file or folder: {', '.join(missing)}", 2)
-    df = run_scan(paths, det, config, progress=not quiet)
-    for path, fmt in ((csv, "csv"), (parquet, "parquet"), (jsonl, "jsonl")):
-        if path is not None:
-            write_table(df, path, fmt)
+    det = _load(model, device, backbone_weights)
+    config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
+                        detector=detector.value if detector else None, max_faces=max_faces, chunk_files=chunk_files)
+    journal = None
+    if outputs:
+        try:
+            journal = ScanJournal(journal_path(outputs[0][0]), scan_settings(det, config, paths), resume)
+        except ResumeError as exc:
+            _fail(str(exc), 2)
+    try:
+        df = run_scan(paths, det, config, progress=not quiet, journal=journal)
+    except KeyboardInterrupt:
+        if journal is None:
+            err.print("interrupted; nothing was written (scan with --csv/--parquet/--jsonl to make a scan resumable)")
+        else:
+            journal.close()
+            err.print(f"interrupted: {journal.files_done} files are done and kept in {journal.path}; "
+                      "run the same command with --resume to continue", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    for path, fmt in outputs:
+        write_table(df, path, fmt)
+    if journal is not None:
+        journal.close(remove=True)
     if quiet:
         return
     if not (csv or parquet or jsonl):
@@ -197,6 +219,73 @@ def fit(
     for a, b in rows:
         t.add_row(a, str(b))
     err.print(t)
+
+
+@app.command()
+def video(
+    paths: list[Path] = typer.Argument(..., help="Video files or folders (searched recursively)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Detector bundle; default: the bundled demo model."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Per-frame table (.csv, .parquet or .jsonl by its suffix)."),
+    tracks: Optional[Path] = typer.Option(None, "--tracks", help="Per-track table (.csv, .parquet or .jsonl by its suffix)."),
+    fps: float = typer.Option(1.0, "--fps", min=0.001, help="Frames sampled per second of video time."),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Sample N evenly spaced frames instead of --fps."),
+    fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="False-positive rate on real faces for the verdicts."),
+    tail: Optional[Tail] = typer.Option(None, "--tail", help="p-value tail (two or upper); default: the model's."),
+    max_gap: int = typer.Option(2, "--max-gap", min=0, help="Samples a face may be missing before its track ends."),
+    save_faces: Optional[Path] = typer.Option(None, "--save-faces", help="Write each track's first, middle and worst face crop here."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Faces scored per batch."),
+    detector: Optional[DetectorKind] = typer.Option(None, "--detector", help="Face detector; default: the model's."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same arguments): finished videos are not redone."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Sample frames, track faces, and give a verdict per face track and per video."""
+    from .journal import ResumeError, ScanJournal, journal_path
+    from .tables import format_of, write_table
+    from .video_scan import VideoConfig, scan_videos, summarize_videos, video_settings
+
+    outputs = [p for p in (csv, tracks) if p is not None]
+    try:
+        formats = [format_of(p) for p in outputs]
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    if resume and not outputs:
+        _fail("--resume needs an output file (--csv or --tracks): the run's journal lives beside it", 2)
+    if all(not p.exists() for p in paths):
+        _fail(f"no such file or folder: {', '.join(map(str, paths))}", 2)
+    det = _load(model, device, None)
+    config = VideoConfig(fps=fps, frames=frames, fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
+                         detector=detector.value if detector else None, max_gap=max_gap, save_faces=save_faces)
+    journal = None
+    if outputs:
+        try:
+            journal = ScanJournal(journal_path(outputs[0]), video_settings(det, config, paths), resume)
+        except ResumeError as exc:
+            _fail(str(exc), 2)
+    try:
+        frame_df, track_df = scan_videos(paths, det, config, progress=not quiet, journal=journal)
+    except KeyboardInterrupt:
+        if journal is not None:
+            journal.close()
+            err.print(f"interrupted: {journal.files_done} videos are done and kept in {journal.path}; "
+                      "run the same command with --resume to continue", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    for path, df, fmt in zip(outputs, [frame_df if p is csv else track_df for p in outputs], formats):
+        write_table(df, path, fmt)
+    if journal is not None:
+        journal.close(remove=True)
+    if quiet:
+        return
+    t = Table(title="muflow video")
+    for col in ("video", "status", "faces", "tracks", "flagged"):
+        t.add_column(col, overflow="fold", justify="left" if col in ("video", "status") else "right")
+    for _, r in summarize_videos(frame_df, track_df).iterrows():
+        t.add_row(str(r["video"]), str(r["status"]), str(r["faces"]), str(r["tracks"]), str(r["flagged"]),
+                  style="bold red" if r["flagged"] else None)
+    err.print(t)
+    err.print(f"track verdict: fake when min(1, 2 x median face p-value) <= {fpr:g}", highlight=False)
+    for p in outputs:
+        err.print(f"wrote {p}", highlight=False)
 
 
 @app.command()

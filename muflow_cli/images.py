@@ -52,7 +52,7 @@ def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         msg = "empty file" if size == 0 else "not an image format muflow can read"
         raise ImageReadError("unreadable", msg) from None
     except Image.DecompressionBombError as exc:
-        raise ImageReadError("too_large", str(exc)) from None
+        raise ImageReadError("too_large", f"refused before decoding: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageReadError("unreadable", f"corrupt or truncated image: {exc}") from None
 

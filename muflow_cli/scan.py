@@ -6,6 +6,7 @@ scan never stops for a bad file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 from .detector import Detector
 from .faces import FaceDetector, FileFaces, faces_in_file
 from .images import iter_image_files
+from .journal import ScanJournal, file_identity
 from .progress import track
 from .score import TAILS
 from .tables import SMALL_FACE_PX, layer_columns, to_frame
@@ -29,10 +31,13 @@ class ScanConfig:
     detector: str | None = None  # None: the detector the model was fitted with
     det_threshold: float | None = None
     max_faces: int = 0
+    chunk_files: int = 16  # files per unit of work: scored together, journaled together
 
     def check(self) -> None:
         if not 0 < self.fpr < 1:
             raise ValueError("fpr must lie strictly between 0 and 1")
+        if self.chunk_files < 1 or self.batch_size < 1:
+            raise ValueError("chunk_files and batch_size must be at least 1")
         if self.tail is not None and self.tail not in TAILS:
             raise ValueError(f"tail must be one of {', '.join(TAILS)}")
 
@@ -61,52 +66,94 @@ def _face_rows(res: FileFaces) -> list[dict]:
     return rows
 
 
+def shown_path(path: Path) -> str:
+    """The path as text for tables: undecodable bytes of non-UTF-8 names become \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def scan_settings(detector: Detector, config: ScanConfig, paths: list[Path]) -> dict:
+    """What makes two scans the same scan (for --resume)."""
+    return {
+        "model": detector.card.get("tensors", {}).get("sha256"),
+        "fpr": config.fpr,
+        "tail": config.tail or detector.default_tail,
+        "batch_size": config.batch_size,
+        "chunk_files": config.chunk_files,
+        "detector": config.detector,
+        "det_threshold": config.det_threshold,
+        "max_faces": config.max_faces,
+        "paths": [shown_path(Path(p).absolute()) for p in paths],
+    }
+
+
 def iter_scan(
-    paths: Iterable[Path], detector: Detector, config: ScanConfig = ScanConfig(), progress: bool = True
+    paths: Iterable[Path],
+    detector: Detector,
+    config: ScanConfig = ScanConfig(),
+    progress: bool = True,
+    journal: ScanJournal | None = None,
 ) -> Iterator[dict]:
-    """Rows in file order; faces of several files are scored together in batches."""
+    """Rows in file order. Files go in chunks of ``config.chunk_files``; each chunk's faces are
+    scored together, in batches of ``config.batch_size``, and the chunk is recorded in ``journal``
+    (when given) before its rows are yielded; chunks the journal already holds are not redone.
+    """
     config.check()
     card_det = detector.card.get("detector", {})
     faces = FaceDetector(config.detector or card_det.get("kind", "scrfd"), config.det_threshold or card_det.get("threshold", 0.5))
     tail = config.tail or detector.default_tail
     names = layer_columns(detector.layer_names)
     files = list(iter_image_files(paths))
-    pending: list[tuple[list[dict], list[np.ndarray]]] = []
-    n_crops = 0
+    chunks = [files[i : i + config.chunk_files] for i in range(0, len(files), config.chunk_files)]
+    bar = track(range(len(files)), "scanning", enabled=progress)
+    for index, chunk in enumerate(chunks):
+        shown = [shown_path(p) for p in chunk]
+        ids = [file_identity(p, s) for p, s in zip(chunk, shown)]
+        rows = journal.lookup(index, ids) if journal is not None else None
+        if rows is None:
+            rows = _scan_chunk(chunk, shown, faces, detector, config, tail, names)
+            if journal is not None:
+                journal.record(index, ids, rows)
+        for _ in chunk:
+            next(bar, None)
+        yield from rows
+    for _ in bar:  # close the progress bar
+        pass
 
-    def flush() -> Iterator[dict]:
-        crops = [c for _, cs in pending for c in cs]
-        if crops:
-            out = detector.score(np.stack(crops), batch_size=config.batch_size)
-            pvals = detector.p_values(out["score"], tail)
-            k = 0
-            for rows, cs in pending:
-                for row in rows if cs else []:
-                    row["score"] = float(out["score"][k])
-                    row["p_value"] = float(pvals[k])
-                    row["verdict"] = "fake" if pvals[k] <= config.fpr else "real"
-                    row.update(zip(names, (float(v) for v in out["layers"][k])))
-                    k += 1
-        for rows, _ in pending:
-            yield from rows
-        pending.clear()
 
-    for path in track(files, "scanning", enabled=progress):
+def _scan_chunk(chunk, shown, faces, detector, config, tail, names) -> list[dict]:
+    rows: list[dict] = []
+    crops: list[np.ndarray] = []
+    face_rows: list[dict] = []
+    for path, name in zip(chunk, shown):
         res = faces_in_file(path, faces, detector.crop_size, detector.context, config.max_faces)
+        res.path = name
         if res.status == "ok":
-            pending.append((_face_rows(res), [f.crop for f in res.faces]))
-            n_crops += len(res.faces)
+            new = _face_rows(res)
+            face_rows += new
+            crops += [f.crop for f in res.faces]
+            rows += new
         else:
-            pending.append(([_file_row(res)], []))
-        if n_crops >= config.batch_size:
-            yield from flush()
-            n_crops = 0
-    yield from flush()
+            rows.append(_file_row(res))
+    if crops:
+        out = detector.score(np.stack(crops), batch_size=config.batch_size)
+        pvals = detector.p_values(out["score"], tail)
+        for k, row in enumerate(face_rows):
+            row["score"] = float(out["score"][k])
+            row["p_value"] = float(pvals[k])
+            row["verdict"] = "fake" if pvals[k] <= config.fpr else "real"
+            row.update(zip(names, (float(v) for v in out["layers"][k])))
+    return rows
 
 
-def scan(paths: Iterable[Path], detector: Detector, config: ScanConfig = ScanConfig(), progress: bool = True) -> pd.DataFrame:
+def scan(
+    paths: Iterable[Path],
+    detector: Detector,
+    config: ScanConfig = ScanConfig(),
+    progress: bool = True,
+    journal: ScanJournal | None = None,
+) -> pd.DataFrame:
     """The whole scan as a table (see tables.SCHEMA for the columns)."""
-    return to_frame(list(iter_scan(paths, detector, config, progress)), detector.layer_names)
+    return to_frame(list(iter_scan(paths, detector, config, progress, journal)), detector.layer_names)
 
 
 def summarize(df: pd.DataFrame) -> dict[str, int]:

@@ -36,16 +36,47 @@ SCHEMA: dict[str, tuple[str, str]] = {
 }
 SMALL_FACE_PX = 64.0
 
+_FACE_COLUMNS = ("x1", "y1", "x2", "y2", "det_score", "face_px")
+VIDEO_FRAME_SCHEMA: dict[str, tuple[str, str]] = {
+    "video": ("string", "path of the video"),
+    "frame": ("Int64", "frame number in the stream, from 0"),
+    "time_s": ("Float64", "timestamp in seconds (container time); empty when the file has no timing"),
+    "track": ("Int64", "face track id within the video"),
+    "face": ("Int64", "face index within the frame"),
+    "status": ("string", "ok | no_face | no_frames | unreadable | error"),
+    "message": ("string", "detail for non-ok rows, or a note about the stream's timing"),
+    **{k: SCHEMA[k] for k in _FACE_COLUMNS},
+    "score": SCHEMA["score"],
+    "p_value": SCHEMA["p_value"],
+    "verdict": SCHEMA["verdict"],
+}
+TRACK_SCHEMA: dict[str, tuple[str, str]] = {
+    "video": ("string", "path of the video"),
+    "track": ("Int64", "face track id within the video"),
+    "status": ("string", "ok, or the video's status when it has no track"),
+    "message": ("string", "detail"),
+    "first_s": ("Float64", "time of the track's first face"),
+    "last_s": ("Float64", "time of the track's last face"),
+    "first_frame": ("Int64", "frame number of the first face"),
+    "last_frame": ("Int64", "frame number of the last face"),
+    "faces": ("Int64", "number of faces (sampled frames) in the track"),
+    "mean_score": ("Float64", "mean of the faces' scores"),
+    "max_score": ("Float64", "highest face score"),
+    "p_value": ("Float64", "track p-value: min(1, 2 x median of the faces' p-values), valid under any dependence"),
+    "verdict": ("string", "fake if p_value <= fpr, else real"),
+}
+
 
 def layer_columns(layer_names: list[str]) -> list[str]:
     """Per-layer score columns, e.g. score_s4 (stride-4 layer), appended after the schema."""
     return [f"score_{name}" for name in layer_names]
 
 
-def to_frame(rows: list[dict], layer_names: list[str]) -> pd.DataFrame:
-    cols = list(SCHEMA) + layer_columns(layer_names)
+def to_frame(rows: list[dict], layer_names: list[str], schema: dict[str, tuple[str, str]] = SCHEMA) -> pd.DataFrame:
+    """Rows -> a table with the schema's columns and dtypes, then per-layer score columns."""
+    cols = list(schema) + layer_columns(layer_names)
     df = pd.DataFrame(rows, columns=cols)
-    for name, (dtype, _) in SCHEMA.items():
+    for name, (dtype, _) in schema.items():
         df[name] = df[name].astype(dtype)
     for name in layer_columns(layer_names):
         df[name] = df[name].astype("Float64")
@@ -73,6 +104,15 @@ def _atomic(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def format_of(path: Path) -> str:
+    """Table format from a file name: .csv, .parquet (.pq) or .jsonl (.ndjson)."""
+    suffix = Path(path).suffix.lower()
+    formats = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+    if suffix not in formats:
+        raise ValueError(f"{path}: choose a .csv, .parquet or .jsonl file name")
+    return formats[suffix]
 
 
 def write_table(df: pd.DataFrame, path: Path, fmt: str) -> None:

@@ -79,3 +79,19 @@ def real_folder(tmp_path_factory, t1_rgb, astronaut) -> Path:
         img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
         write_rgb(root / "portrait" / f"astronaut_{i}.png", img)
     return root
+
+
+FAST_FIT = ["--crop-size", "128", "--epochs", "2", "--flow-steps", "2", "--averages", "16", "--batch-size", "8", "-q"]
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory, real_folder):
+    """A detector fitted here in seconds on ``real_folder`` (128-px crops, 2 flow steps, 2 epochs)."""
+    from typer.testing import CliRunner
+
+    from muflow_cli.cli import app
+
+    out = tmp_path_factory.mktemp("models") / "small.muflow"
+    res = CliRunner().invoke(app, ["fit", str(real_folder), "-o", str(out), *FAST_FIT])
+    assert res.exit_code == 0, res.output
+    return out

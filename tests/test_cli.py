@@ -13,15 +13,7 @@ from muflow_cli.cli import app
 
 runner = CliRunner()
 
-FAST_FIT = ["--crop-size", "128", "--epochs", "2", "--flow-steps", "2", "--averages", "16", "--batch-size", "8", "-q"]
-
-
-@pytest.fixture(scope="session")
-def small_model(tmp_path_factory, real_folder):
-    out = tmp_path_factory.mktemp("models") / "small.muflow"
-    res = runner.invoke(app, ["fit", str(real_folder), "-o", str(out), *FAST_FIT])
-    assert res.exit_code == 0, res.output
-    return out
+from conftest import FAST_FIT
 
 
 def test_fit_writes_a_complete_bundle(small_model):

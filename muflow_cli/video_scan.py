@@ -1,0 +1,204 @@
+"""Scan videos: sample frames, detect and track faces, score every face, verdict per track.
+
+One video is one unit of work: its faces are scored in batches of ``batch_size`` in frame
+order, so a resumed scan (journal, as for images) reproduces the same numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from .detector import Detector
+from .faces import FaceDetector
+from .journal import ScanJournal, file_identity
+from .progress import track
+from .scan import shown_path
+from .score import TAILS
+from .tables import TRACK_SCHEMA, VIDEO_FRAME_SCHEMA, layer_columns, to_frame
+from .tracks import Tracker, merge_p_values
+from .video import VIDEO_SUFFIXES, VideoReadError, sample_frames
+
+
+@dataclass
+class VideoConfig:
+    fps: float = 1.0
+    frames: int | None = None  # evenly spaced frame count instead of a rate
+    fpr: float = 0.05
+    tail: str | None = None
+    batch_size: int = 32
+    detector: str | None = None
+    det_threshold: float | None = None
+    min_iou: float = 0.2
+    max_gap: int = 2  # samples a track may miss before it ends
+    save_faces: Path | None = None
+
+    def check(self) -> None:
+        if self.frames is None and not self.fps > 0:
+            raise ValueError("--fps must be positive")
+        if self.frames is not None and self.frames < 1:
+            raise ValueError("--frames must be at least 1")
+        if not 0 < self.fpr < 1:
+            raise ValueError("fpr must lie strictly between 0 and 1")
+        if self.tail is not None and self.tail not in TAILS:
+            raise ValueError(f"tail must be one of {', '.join(TAILS)}")
+
+
+def iter_video_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Videos under ``paths`` (sorted, recursive); a file named explicitly is always taken."""
+    for root in paths:
+        root = Path(root)
+        if not root.is_dir():
+            yield root
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if Path(name).suffix.lower() in VIDEO_SUFFIXES:
+                    yield Path(dirpath) / name
+
+
+def video_settings(detector: Detector, config: VideoConfig, paths: list[Path]) -> dict:
+    return {
+        "kind": "video",
+        "model": detector.card.get("tensors", {}).get("sha256"),
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in config.__dict__.items()},
+        "paths": [shown_path(Path(p).absolute()) for p in paths],
+    }
+
+
+def scan_videos(
+    paths: Iterable[Path],
+    detector: Detector,
+    config: VideoConfig = VideoConfig(),
+    progress: bool = True,
+    journal: ScanJournal | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(frames table, tracks table) for every video under ``paths``."""
+    config.check()
+    card_det = detector.card.get("detector", {})
+    faces = FaceDetector(config.detector or card_det.get("kind", "scrfd"), config.det_threshold or card_det.get("threshold", 0.5))
+    videos = list(iter_video_files(paths))
+    frame_rows: list[dict] = []
+    track_rows: list[dict] = []
+    for index, path in enumerate(track(videos, "videos  ", enabled=progress)):
+        shown = shown_path(path)
+        ids = [file_identity(path, shown)]
+        done = journal.lookup(index, ids) if journal is not None else None
+        if done is None:
+            done = scan_one_video(path, shown, faces, detector, config)
+            if journal is not None:
+                journal.record(index, ids, done)
+        frame_rows += done["frames"]
+        track_rows += done["tracks"]
+    names = detector.layer_names
+    return (to_frame(frame_rows, names, VIDEO_FRAME_SCHEMA), to_frame(track_rows, [], TRACK_SCHEMA))
+
+
+def scan_one_video(path: Path, shown: str, faces: FaceDetector, detector: Detector, config: VideoConfig) -> dict:
+    """{"frames": rows, "tracks": rows} for one video; a bad video gives one status row in each."""
+    tail = config.tail or detector.default_tail
+    try:
+        info, frames = sample_frames(path, None if config.frames else config.fps, config.frames)
+        rows, scores, layers, pngs, tracker, sampled = _detect_and_track(frames, faces, detector, config)
+    except VideoReadError as exc:
+        return _status(shown, exc.status, exc.message)
+    except Exception as exc:  # a decoder or detector failure on one file must not stop the others
+        return _status(shown, "error", f"{type(exc).__name__}: {exc}")
+    if sampled == 0:
+        return _status(shown, "no_frames", "no frame could be decoded (empty, truncated, or audio only)")
+    if not rows:
+        return _status(shown, "no_face", f"no face in {sampled} sampled frames", info.note)
+    pvals = detector.p_values(scores, tail)
+    for k, row in enumerate(rows):
+        row.update(video=shown, status="ok", message=info.note, score=float(scores[k]), p_value=float(pvals[k]),
+                   verdict="fake" if pvals[k] <= config.fpr else "real")
+        row.update(zip(layer_columns(detector.layer_names), (float(v) for v in layers[k])))
+    tracks = []
+    for t in tracker.tracks():
+        members = [rows[m] for m in t.members]
+        p = merge_p_values([r["p_value"] for r in members])
+        track_scores = [r["score"] for r in members]
+        tracks.append({
+            "video": shown, "track": t.id, "status": "ok", "message": info.note,
+            "first_s": members[0]["time_s"], "last_s": members[-1]["time_s"],
+            "first_frame": members[0]["frame"], "last_frame": members[-1]["frame"],
+            "faces": len(members), "mean_score": float(np.mean(track_scores)), "max_score": float(np.max(track_scores)),
+            "p_value": p, "verdict": "fake" if p <= config.fpr else "real",
+        })
+        if config.save_faces is not None:
+            _save_track_faces(config.save_faces, path, t.id, t.members, pngs, [r["score"] for r in members])
+    return {"frames": rows, "tracks": tracks}
+
+
+def _detect_and_track(frames, faces: FaceDetector, detector: Detector, config: VideoConfig):
+    """Detect, track and score the sampled frames' faces; crops are scored every ``batch_size``
+    faces (the same batches as scoring them all at once), so memory stays flat on long videos."""
+    tracker = Tracker(config.min_iou, config.max_gap)
+    rows: list[dict] = []
+    pending: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    layers: list[np.ndarray] = []
+    pngs: list[bytes] = []
+    sampled = 0
+
+    def score(n: int) -> None:
+        out = detector.score(np.stack(pending[:n]), batch_size=config.batch_size)
+        scores.append(out["score"])
+        layers.append(out["layers"])
+        del pending[:n]
+
+    for sample, frame in enumerate(frames):
+        sampled += 1
+        found = faces.faces(frame.rgb, size=detector.crop_size, context=detector.context)
+        if not found:
+            continue
+        first = len(rows)
+        ids = tracker.update(sample, np.stack([f.box for f in found]), list(range(first, first + len(found))))
+        for k, (f, tid) in enumerate(zip(found, ids)):
+            x1, y1, x2, y2 = (float(v) for v in f.box)
+            rows.append({"frame": frame.index, "time_s": None if np.isnan(frame.time) else round(frame.time, 6),
+                         "track": tid, "face": k, "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+                         "det_score": f.det_score, "face_px": f.size_px})
+            pending.append(f.crop)
+            if config.save_faces is not None:
+                pngs.append(cv2.imencode(".png", f.crop[..., ::-1])[1].tobytes())
+        while len(pending) >= config.batch_size:
+            score(config.batch_size)
+    if pending:
+        score(len(pending))
+    flat = np.concatenate(scores) if scores else np.zeros(0)
+    flat_layers = np.concatenate(layers) if layers else np.zeros((0, len(detector.layer_names)))
+    return rows, flat, flat_layers, pngs, tracker, sampled
+
+
+def _status(shown: str, status: str, message: str, note: str = "") -> dict:
+    msg = f"{message}; {note}" if note else message
+    return {"frames": [{"video": shown, "status": status, "message": msg}],
+            "tracks": [{"video": shown, "status": status, "message": msg}]}
+
+
+def _save_track_faces(root: Path, video: Path, track_id: int, members: list[int], images: list[bytes], scores: list[float]) -> None:
+    """The first, middle and highest-scoring crop of a track, for a person to look at."""
+    folder = Path(root) / video.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    picks = {"first": 0, "middle": len(members) // 2, "worst": int(np.argmax(scores))}
+    for name, k in picks.items():
+        (folder / f"track{track_id:03d}_{name}.png").write_bytes(images[members[k]])
+
+
+def summarize_videos(frames: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
+    """One line per video: faces, tracks, flagged tracks, status."""
+    out = []
+    for video, t in tracks.groupby("video", sort=False):
+        f = frames[frames["video"] == video]
+        ok = t["status"] == "ok"
+        out.append({"video": video, "status": t["status"].iloc[0], "faces": int((f["status"] == "ok").sum()),
+                    "tracks": int(ok.sum()), "flagged": int((t["verdict"] == "fake").sum())})
+    return pd.DataFrame(out, columns=["video", "status", "faces", "tracks", "flagged"])

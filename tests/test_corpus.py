@@ -1,0 +1,71 @@
+"""Messy real-world folders: every bad file becomes one row with a status; nothing crashes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from corpus import make_corpus
+from muflow_cli.cli import app
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, astronaut):
+    root = tmp_path_factory.mktemp("corpus") / "drive"
+    return root, make_corpus(root, astronaut)
+
+
+def test_scan_over_the_bad_input_corpus(corpus, tmp_path):
+    root, cases = corpus
+    out = tmp_path / "corpus.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "muflow_cli", "scan", str(root), "--csv", str(out), "-q"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr  # -q: nothing on stderr, not even library noise
+    df = pd.read_csv(out, keep_default_na=False)
+    df["name"] = df["file"].str.slice(len(str(root)) + 1)
+    assert set(df["name"]) == set(cases), set(df["name"]) ^ set(cases)  # one row (or more) per file, none lost
+    for name, expected in cases.items():
+        rows = df[df["name"] == name]
+        assert set(rows["status"]) <= expected, (name, list(rows["status"]), list(rows["message"]))
+        assert (rows.loc[rows["status"] != "ok", "message"].str.len() > 0).all(), name
+    small = df[df["name"] == "fifty_small_faces.png"]
+    assert len(small) >= 40 and (small["message"].str.contains("small face")).all()
+    exif = df[df["name"].str.startswith("exif_orientation")]
+    assert len(exif) == 2
+    for marks in exif["landmarks"]:  # upright after EXIF rotation: both eyes above the nose tip
+        (lx, ly), (rx, ry), (nx, ny) = [tuple(map(float, p.split())) for p in marks.split(";")[:3]]
+        assert ly < ny and ry < ny and lx < rx
+    assert (df.loc[df["status"] == "ok", "verdict"].isin(["real", "fake"])).all()
+
+
+def test_fit_skips_bad_files_and_counts_them(corpus, real_folder, tmp_path):
+    root, _ = corpus
+    mixed = tmp_path / "mixed"
+    shutil.copytree(real_folder, mixed / "reals")
+    for name in ("zero_bytes.jpg", "truncated.jpg", "text_named.jpg", "declared_20000x20000.png", "no_face.jpg"):
+        shutil.copy(root / name, mixed / name)
+    out = tmp_path / "m.muflow"
+    args = ["fit", str(mixed), "-o", str(out), "--crop-size", "128", "--epochs", "1", "--flow-steps", "2", "--averages", "16", "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    skipped = json.loads((out / "card.json").read_text())["training"]["skipped"]
+    assert skipped["unreadable"] == 3 and skipped["too_large"] == 1 and skipped["no_face"] == 1
+
+
+def test_formula_like_file_name_is_neutralised(corpus, tmp_path, monkeypatch):
+    root, _ = corpus
+    monkeypatch.chdir(root)
+    out = tmp_path / "f.csv"
+    res = CliRunner().invoke(app, ["scan", "=HYPERLINK(1)+@x.png", "--csv", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert "\n'=HYPERLINK(1)+@x.png," in text and "\n=HYPERLINK" not in text
