@@ -62,6 +62,29 @@ def _load(model: Optional[Path], device: str, backbone_weights: Optional[Path]):
         _fail(str(exc))
 
 
+def _open_journal(output: Optional[Path], settings: dict, resume: bool):
+    """The run's journal beside its first output file (None without one)."""
+    from .journal import ResumeError, ScanJournal, journal_path
+
+    if output is None:
+        return None
+    try:
+        return ScanJournal(journal_path(output), settings, resume)
+    except ResumeError as exc:
+        _fail(str(exc), 2)
+
+
+def _interrupted(journal, unit: str) -> None:
+    """Ctrl-C: say how far the run got and how to go on; exit 130 like a shell."""
+    if journal is None:
+        err.print("interrupted; nothing was written (give an output file to make a run resumable)")
+    else:
+        journal.close()
+        err.print(f"interrupted: {journal.files_done} {unit} are done and kept in {journal.path}; "
+                  "run the same command with --resume to continue", highlight=False, soft_wrap=True)
+    raise typer.Exit(130)
+
+
 @app.command()
 def scan(
     paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
@@ -81,7 +104,6 @@ def scan(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Score every face in every image: box, score, p-value, verdict."""
-    from .journal import ResumeError, ScanJournal, journal_path
     from .scan import ScanConfig, scan_settings, summarize
     from .scan import scan as run_scan
     from .tables import write_table
@@ -95,22 +117,11 @@ def scan(
     det = _load(model, device, backbone_weights)
     config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
                         detector=detector.value if detector else None, max_faces=max_faces, chunk_files=chunk_files)
-    journal = None
-    if outputs:
-        try:
-            journal = ScanJournal(journal_path(outputs[0][0]), scan_settings(det, config, paths), resume)
-        except ResumeError as exc:
-            _fail(str(exc), 2)
+    journal = _open_journal(outputs[0][0] if outputs else None, scan_settings(det, config, paths), resume)
     try:
         df = run_scan(paths, det, config, progress=not quiet, journal=journal)
     except KeyboardInterrupt:
-        if journal is None:
-            err.print("interrupted; nothing was written (scan with --csv/--parquet/--jsonl to make a scan resumable)")
-        else:
-            journal.close()
-            err.print(f"interrupted: {journal.files_done} files are done and kept in {journal.path}; "
-                      "run the same command with --resume to continue", highlight=False, soft_wrap=True)
-        raise typer.Exit(130)
+        _interrupted(journal, "files")
     for path, fmt in outputs:
         write_table(df, path, fmt)
     if journal is not None:
@@ -240,7 +251,6 @@ def video(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Sample frames, track faces, and give a verdict per face track and per video."""
-    from .journal import ResumeError, ScanJournal, journal_path
     from .tables import format_of, write_table
     from .video_scan import VideoConfig, scan_videos, summarize_videos, video_settings
 
@@ -256,20 +266,11 @@ def video(
     det = _load(model, device, None)
     config = VideoConfig(fps=fps, frames=frames, fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
                          detector=detector.value if detector else None, max_gap=max_gap, save_faces=save_faces)
-    journal = None
-    if outputs:
-        try:
-            journal = ScanJournal(journal_path(outputs[0]), video_settings(det, config, paths), resume)
-        except ResumeError as exc:
-            _fail(str(exc), 2)
+    journal = _open_journal(outputs[0] if outputs else None, video_settings(det, config, paths), resume)
     try:
         frame_df, track_df = scan_videos(paths, det, config, progress=not quiet, journal=journal)
     except KeyboardInterrupt:
-        if journal is not None:
-            journal.close()
-            err.print(f"interrupted: {journal.files_done} videos are done and kept in {journal.path}; "
-                      "run the same command with --resume to continue", highlight=False, soft_wrap=True)
-        raise typer.Exit(130)
+        _interrupted(journal, "videos")
     for path, df, fmt in zip(outputs, [frame_df if p is csv else track_df for p in outputs], formats):
         write_table(df, path, fmt)
     if journal is not None:

@@ -74,6 +74,13 @@ class Detector:
     def default_tail(self) -> str:
         return self.card.get("calibration", {}).get("tail", "two")
 
+    def face_detector(self, kind: str | None = None, threshold: float | None = None):
+        """The face detector this model was fitted with, unless ``kind``/``threshold`` override it."""
+        from .faces import FaceDetector
+
+        card = self.card.get("detector", {})
+        return FaceDetector(kind or card.get("kind", "scrfd"), threshold or card.get("threshold", 0.5))
+
     def to(self, device: str | torch.device) -> "Detector":
         self.device = pick_device(device) if isinstance(device, str) else device
         self.backbone.to(self.device)

@@ -21,13 +21,17 @@ IMAGE_SUFFIXES = {
 MAX_PIXELS = 120_000_000
 
 
-class ImageReadError(Exception):
+class InputError(Exception):
     """A file that cannot be turned into pixels; ``status`` is the table's status value."""
 
     def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class ImageReadError(InputError):
+    """An image that cannot be decoded."""
 
 
 def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -36,6 +36,12 @@ def journal_path(output: Path) -> Path:
     return output.with_name(f".{output.name}.muflow-journal")
 
 
+def run_settings(kind: str, model_sha256: str | None, config: Any, paths: list[str]) -> dict[str, Any]:
+    """What makes two runs the same run: the kind, the model, every config field, the paths."""
+    fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(config).items()}
+    return {"kind": kind, "model": model_sha256, **fields, "paths": paths}
+
+
 def file_identity(path: Path, shown: str) -> list[Any]:
     try:
         st = os.stat(path)

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .detector import Detector
-from .faces import FaceDetector, FileFaces, faces_in_file
+from .faces import FileFaces, faces_in_file
 from .images import iter_image_files
-from .journal import ScanJournal, file_identity
+from .journal import ScanJournal, file_identity, run_settings
 from .progress import track
 from .score import TAILS
 from .tables import SMALL_FACE_PX, layer_columns, to_frame
@@ -73,17 +73,8 @@ def shown_path(path: Path) -> str:
 
 def scan_settings(detector: Detector, config: ScanConfig, paths: list[Path]) -> dict:
     """What makes two scans the same scan (for --resume)."""
-    return {
-        "model": detector.card.get("tensors", {}).get("sha256"),
-        "fpr": config.fpr,
-        "tail": config.tail or detector.default_tail,
-        "batch_size": config.batch_size,
-        "chunk_files": config.chunk_files,
-        "detector": config.detector,
-        "det_threshold": config.det_threshold,
-        "max_faces": config.max_faces,
-        "paths": [shown_path(Path(p).absolute()) for p in paths],
-    }
+    shown = [shown_path(Path(p).absolute()) for p in paths]
+    return run_settings("scan", detector.card.get("tensors", {}).get("sha256"), config, shown)
 
 
 def iter_scan(
@@ -98,8 +89,7 @@ def iter_scan(
     (when given) before its rows are yielded; chunks the journal already holds are not redone.
     """
     config.check()
-    card_det = detector.card.get("detector", {})
-    faces = FaceDetector(config.detector or card_det.get("kind", "scrfd"), config.det_threshold or card_det.get("threshold", 0.5))
+    faces = detector.face_detector(config.detector, config.det_threshold)
     tail = config.tail or detector.default_tail
     names = layer_columns(detector.layer_names)
     files = list(iter_image_files(paths))

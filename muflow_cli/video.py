@@ -24,6 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .images import InputError
+
 # FFmpeg prints decoder complaints straight to stderr ("moov atom not found"); muflow reports
 # each bad file as a row instead. Set OPENCV_FFMPEG_LOGLEVEL yourself to see them.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -32,11 +34,8 @@ VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".flv
 ASSUMED_FPS = 25.0
 
 
-class VideoReadError(Exception):
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class VideoReadError(InputError):
+    """A video that cannot be opened or decoded."""
 
 
 @dataclass

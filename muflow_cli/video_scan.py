@@ -17,7 +17,7 @@ import pandas as pd
 
 from .detector import Detector
 from .faces import FaceDetector
-from .journal import ScanJournal, file_identity
+from .journal import ScanJournal, file_identity, run_settings
 from .progress import track
 from .scan import shown_path
 from .score import TAILS
@@ -65,12 +65,9 @@ def iter_video_files(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def video_settings(detector: Detector, config: VideoConfig, paths: list[Path]) -> dict:
-    return {
-        "kind": "video",
-        "model": detector.card.get("tensors", {}).get("sha256"),
-        **{k: (str(v) if isinstance(v, Path) else v) for k, v in config.__dict__.items()},
-        "paths": [shown_path(Path(p).absolute()) for p in paths],
-    }
+    """What makes two video runs the same run (for --resume)."""
+    shown = [shown_path(Path(p).absolute()) for p in paths]
+    return run_settings("video", detector.card.get("tensors", {}).get("sha256"), config, shown)
 
 
 def scan_videos(
@@ -82,8 +79,7 @@ def scan_videos(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(frames table, tracks table) for every video under ``paths``."""
     config.check()
-    card_det = detector.card.get("detector", {})
-    faces = FaceDetector(config.detector or card_det.get("kind", "scrfd"), config.det_threshold or card_det.get("threshold", 0.5))
+    faces = detector.face_detector(config.detector, config.det_threshold)
     videos = list(iter_video_files(paths))
     frame_rows: list[dict] = []
     track_rows: list[dict] = []

@@ -6,14 +6,12 @@ import json
 import shutil
 
 import pandas as pd
-import pytest
+from conftest import FAST_FIT
 from typer.testing import CliRunner
 
 from muflow_cli.cli import app
 
 runner = CliRunner()
-
-from conftest import FAST_FIT
 
 
 def test_fit_writes_a_complete_bundle(small_model):
