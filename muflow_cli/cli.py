@@ -92,6 +92,7 @@ def scan(
     csv: Optional[Path] = typer.Option(None, "--csv", help="Write the table as CSV."),
     parquet: Optional[Path] = typer.Option(None, "--parquet", help="Write the table as Parquet."),
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Write the table as JSON lines."),
+    html_report: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report (thumbnails, heat maps, marked-up images)."),
     fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="False-positive rate on real faces for the verdict."),
     tail: Optional[Tail] = typer.Option(None, "--tail", help="p-value tail: two (flags atypically high or low scores) or upper; default: the model's."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
@@ -116,7 +117,8 @@ def scan(
         _fail(f"no such file or folder: {', '.join(missing)}", 2)
     det = _load(model, device, backbone_weights)
     config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
-                        detector=detector.value if detector else None, max_faces=max_faces, chunk_files=chunk_files)
+                        detector=detector.value if detector else None, max_faces=max_faces, chunk_files=chunk_files,
+                        visuals=html_report is not None)
     journal = _open_journal(outputs[0][0] if outputs else None, scan_settings(det, config, paths), resume)
     try:
         df = run_scan(paths, det, config, progress=not quiet, journal=journal)
@@ -124,13 +126,20 @@ def scan(
         _interrupted(journal, "files")
     for path, fmt in outputs:
         write_table(df, path, fmt)
+    if html_report is not None:
+        from .report import write_html
+
+        tail_used = config.tail or det.default_tail
+        notes = [f"Verdict: fake when p <= {fpr:g} ({tail_used}-sided conformal p-value, {len(det.calibration)} calibration faces).",
+                 f"Model: {model or 'bundled demonstration model'}; fitted on {det.card['training'].get('faces', '?')} real faces."]
+        write_html(df, df.attrs.get("visuals", []), html_report, "muflow scan report", notes)
     if journal is not None:
         journal.close(remove=True)
     if quiet:
         return
-    if not (csv or parquet or jsonl):
+    if not (csv or parquet or jsonl or html_report):
         _faces_table(df)
-    _summary(summarize(df), det, config, [p for p in (csv, parquet, jsonl) if p])
+    _summary(summarize(df), det, config, [p for p in (csv, parquet, jsonl, html_report) if p])
     if model is None:
         err.print(
             "note: this is the bundled demonstration model, fitted on a few hundred faces from a few sources; "
@@ -287,6 +296,54 @@ def video(
     err.print(f"track verdict: fake when min(1, 2 x median face p-value) <= {fpr:g}", highlight=False)
     for p in outputs:
         err.print(f"wrote {p}", highlight=False)
+
+
+@app.command("eval")
+def evaluate_cmd(
+    real: list[str] = typer.Option(..., "--real", help="Folder of real images, NAME=DIR or DIR (repeatable)."),
+    fake: list[str] = typer.Option(..., "--fake", help="Folder of fake images, NAME=DIR or DIR (repeatable)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for metrics.json, scores.csv and plots."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Detector bundle; default: the bundled demo model."),
+    perturb: list[str] = typer.Option([], "--perturb", help="jpeg:Q, resize:F, blur:SIGMA, noise:SIGMA or flip (repeatable); clean is always measured."),
+    fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="The model's operating point for accuracy and TPR at threshold."),
+    tail: Optional[Tail] = typer.Option(None, "--tail", help="p-value tail for the verdicts; default: the model's."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for 95 % intervals (0: none)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Measure a detector on labelled real and fake folders, clean and perturbed. Tunes nothing."""
+    from .evaluate import EvalConfig, evaluate, parse_source, write_outputs
+    from .perturb import Perturbation, parse
+
+    try:
+        perts = [Perturbation("none")] + [parse(p) for p in perturb if p.strip().lower() != "none"]
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    reals, fakes = [parse_source(r) for r in real], [parse_source(f) for f in fake]
+    for name, path in reals + fakes:
+        if not path.exists():
+            _fail(f"no such folder: {path} ({name})", 2)
+    det = _load(model, device, None)
+    config = EvalConfig(fpr=fpr, tail=tail.value if tail else None, bootstrap=bootstrap, seed=seed, batch_size=batch_size)
+    scores, metrics = evaluate(reals, fakes, det, perts, config, progress=not quiet)
+    written = write_outputs(scores, metrics, det, config, output)
+    if quiet:
+        return
+    t = Table(title=f"muflow eval ({config.tail or det.default_tail}-sided, fpr {fpr:g})")
+    for col in ("perturbation", "fakes", "n real/fake", "AUC [95% CI]", "AP", "EER", "TPR@thr", "FPR@thr", "acc@thr", "TPR@1%", "TPR@5%", "fakes score"):
+        t.add_column(col, justify="left" if col in ("perturbation", "fakes") else "right")
+    f = lambda m, k: f"{m[k]:.3f}" if k in m else "–"  # noqa: E731
+    for m in metrics:
+        ci = m.get("ci95", {}).get("auc")
+        auc = f"{m['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") if "auc" in m else "–"
+        t.add_row(m["perturbation"], m["fake_source"], f"{m['n_real']}/{m['n_fake']}", auc, f(m, "ap"), f(m, "eer"),
+                  f(m, "tpr_at_threshold"), f(m, "fpr_at_threshold"), f(m, "accuracy_at_threshold"),
+                  f(m, "tpr_at_fpr_1"), f(m, "tpr_at_fpr_5"), m["fakes_side"])
+    out.print(t)
+    err.print("AUC, AP, EER, TPR@1%/5% rank faces by score (higher = fake); @thr uses the model's own verdicts. "
+              f"wrote {len(written)} files to {output}", highlight=False)
 
 
 @app.command()

@@ -155,20 +155,30 @@ class FileFaces:
     message: str = ""
     faces: list[Face] | None = None
     image_size: tuple[int, int] | None = None  # (width, height)
+    image: np.ndarray | None = None  # the decoded RGB pixels, when asked for
 
 
-def faces_in_file(path, detector: FaceDetector, size: int = 256, context: float = 1.5, max_faces: int = 0) -> FileFaces:
-    """Read, detect, align: never raises for a bad file, reports it instead."""
+def faces_in_file(
+    path, detector: FaceDetector, size: int = 256, context: float = 1.5, max_faces: int = 0, transform=None, keep_image: bool = False
+) -> FileFaces:
+    """Read, (perturb,) detect, align: never raises for a bad file, reports it instead.
+
+    ``transform(rgb, key)`` changes the pixels before detection (evaluation perturbations);
+    ``keep_image`` keeps the decoded pixels on the result (for reports).
+    """
     from .images import ImageReadError, read_image
 
     try:
         image = read_image(path)
     except ImageReadError as exc:
         return FileFaces(path, exc.status, exc.message)
+    if transform is not None:
+        image = transform(image, str(path))
     try:
         faces = detector.faces(image, size=size, context=context, max_faces=max_faces)
     except Exception as exc:  # a detector failure on one odd image must not stop a scan
         return FileFaces(path, "error", f"face detection failed: {type(exc).__name__}: {exc}", image_size=image.shape[1::-1])
+    kept = image if keep_image else None
     if not faces:
-        return FileFaces(path, "no_face", "no face found", [], image.shape[1::-1])
-    return FileFaces(path, "ok", "", faces, image.shape[1::-1])
+        return FileFaces(path, "no_face", "no face found", [], image.shape[1::-1], kept)
+    return FileFaces(path, "ok", "", faces, image.shape[1::-1], kept)

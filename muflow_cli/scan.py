@@ -32,6 +32,7 @@ class ScanConfig:
     det_threshold: float | None = None
     max_faces: int = 0
     chunk_files: int = 16  # files per unit of work: scored together, journaled together
+    visuals: bool = False  # keep thumbnails, heat maps and marked-up images for an HTML report
 
     def check(self) -> None:
         if not 0 < self.fpr < 1:
@@ -83,6 +84,7 @@ def iter_scan(
     config: ScanConfig = ScanConfig(),
     progress: bool = True,
     journal: ScanJournal | None = None,
+    transform=None,
 ) -> Iterator[dict]:
     """Rows in file order. Files go in chunks of ``config.chunk_files``; each chunk's faces are
     scored together, in batches of ``config.batch_size``, and the chunk is recorded in ``journal``
@@ -100,7 +102,7 @@ def iter_scan(
         ids = [file_identity(p, s) for p, s in zip(chunk, shown)]
         rows = journal.lookup(index, ids) if journal is not None else None
         if rows is None:
-            rows = _scan_chunk(chunk, shown, faces, detector, config, tail, names)
+            rows = _scan_chunk(chunk, shown, faces, detector, config, tail, names, transform)
             if journal is not None:
                 journal.record(index, ids, rows)
         for _ in chunk:
@@ -110,13 +112,15 @@ def iter_scan(
         pass
 
 
-def _scan_chunk(chunk, shown, faces, detector, config, tail, names) -> list[dict]:
+def _scan_chunk(chunk, shown, faces, detector, config, tail, names, transform=None) -> list[dict]:
     rows: list[dict] = []
     crops: list[np.ndarray] = []
     face_rows: list[dict] = []
+    files_faces = []
     for path, name in zip(chunk, shown):
-        res = faces_in_file(path, faces, detector.crop_size, detector.context, config.max_faces)
+        res = faces_in_file(path, faces, detector.crop_size, detector.context, config.max_faces, transform, config.visuals)
         res.path = name
+        files_faces.append(res)
         if res.status == "ok":
             new = _face_rows(res)
             face_rows += new
@@ -124,14 +128,22 @@ def _scan_chunk(chunk, shown, faces, detector, config, tail, names) -> list[dict
             rows += new
         else:
             rows.append(_file_row(res))
+    if config.visuals and not crops:
+        from .report import attach_visuals
+
+        attach_visuals(rows, files_faces, [], [], [])
     if crops:
-        out = detector.score(np.stack(crops), batch_size=config.batch_size)
+        out = detector.score(np.stack(crops), batch_size=config.batch_size, with_maps=config.visuals)
         pvals = detector.p_values(out["score"], tail)
         for k, row in enumerate(face_rows):
             row["score"] = float(out["score"][k])
             row["p_value"] = float(pvals[k])
             row["verdict"] = "fake" if pvals[k] <= config.fpr else "real"
             row.update(zip(names, (float(v) for v in out["layers"][k])))
+        if config.visuals:
+            from .report import attach_visuals
+
+            attach_visuals(rows, files_faces, crops, out["maps"], [layer["channels"] for layer in detector.card["layers"]])
     return rows
 
 
@@ -141,9 +153,17 @@ def scan(
     config: ScanConfig = ScanConfig(),
     progress: bool = True,
     journal: ScanJournal | None = None,
+    transform=None,
 ) -> pd.DataFrame:
-    """The whole scan as a table (see tables.SCHEMA for the columns)."""
-    return to_frame(list(iter_scan(paths, detector, config, progress, journal)), detector.layer_names)
+    """The whole scan as a table (see tables.SCHEMA for the columns).
+
+    With ``config.visuals`` the frame's ``attrs["visuals"]`` holds, per row, the report's images.
+    """
+    rows = list(iter_scan(paths, detector, config, progress, journal, transform))
+    df = to_frame(rows, detector.layer_names)
+    if config.visuals:
+        df.attrs["visuals"] = [{k: v for k, v in r.items() if k.startswith("_")} for r in rows]
+    return df
 
 
 def summarize(df: pd.DataFrame) -> dict[str, int]:

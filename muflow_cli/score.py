@@ -66,3 +66,16 @@ def p_values(scores: np.ndarray, calibration: np.ndarray, tail: str = "two") -> 
 def min_attainable_p(n_calibration: int, tail: str = "two") -> float:
     """Smallest p-value n calibration scores can give: verdicts at fpr below it never say fake."""
     return (2.0 if tail == "two" else 1.0) / (n_calibration + 1)
+
+
+def cutoffs(calibration: np.ndarray, fpr: float, tail: str = "two") -> tuple[float | None, float | None]:
+    """Score thresholds equivalent to ``p <= fpr``: flag s < low or s > high (None: never on that side)."""
+    cal = np.sort(np.asarray(calibration, dtype=np.float64))
+    n = len(cal)
+    side = fpr / 2 if tail == "two" else fpr
+    k = int(np.floor(side * (n + 1) - 1 + 1e-9))  # at most k calibration scores may lie beyond s
+    if k < 0:
+        return None, None
+    high = float(cal[n - 1 - k]) if k < n else float("-inf")
+    low = (float(cal[k]) if k < n else float("inf")) if tail == "two" else None
+    return low, high
