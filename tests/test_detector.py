@@ -68,3 +68,23 @@ def test_unbundled_backbone_fails_clearly_offline():
         create_feature_extractor("resnet50")
     with pytest.raises(BackboneError, match="safetensors"):
         create_feature_extractor("mobilenetv2_100", weights="model.pth")
+
+
+def test_user_supplied_backbone_weights_load(tmp_path):
+    """Any timm CNN loads from a user's .safetensors (here resnet18 with random weights, for shape only)."""
+    import timm
+    from safetensors.torch import save_file
+
+    from muflow_cli.features import BackboneError, create_feature_extractor
+
+    state = timm.create_model("resnet18", pretrained=False).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "r18.safetensors"))
+    fx = create_feature_extractor("resnet18", weights=tmp_path / "r18.safetensors")
+    assert fx.channels == [64, 128, 256] and fx.strides == [4, 8, 16]
+    import torch
+
+    feats = fx(torch.zeros(2, 64, 64, 3, dtype=torch.uint8))
+    assert [tuple(f.shape) for f in feats] == [(2, 64, 16, 16), (2, 128, 8, 8), (2, 256, 4, 4)]
+    save_file({"fc.weight": state["fc.weight"].contiguous()}, str(tmp_path / "wrong.safetensors"))
+    with pytest.raises(BackboneError, match="does not fit resnet18"):
+        create_feature_extractor("resnet18", weights=tmp_path / "wrong.safetensors")

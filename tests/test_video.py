@@ -114,3 +114,37 @@ def test_track_p_value_controls_false_positives_on_real_tracks(dependence):
             p = norm.sf(z)
         hits += merge_p_values(p) <= alpha
     assert hits / trials <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
+
+
+def test_video_resume_after_sigkill_is_identical(clip, tmp_path, small_model):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from muflow_cli.journal import journal_path
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        shutil.copy(clip, videos / name)
+
+    def cmd(out, *extra):
+        return [sys.executable, "-m", "muflow_cli", "video", str(videos), "--model", str(small_model), "--fps", "2",
+                "--tracks", str(out), "-q", *extra]
+
+    subprocess.run(cmd(tmp_path / "ref.csv"), check=True, timeout=300)
+    out = tmp_path / "t.csv"
+    proc = subprocess.Popen(cmd(out))
+    journal = journal_path(out)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        if journal.is_file() and journal.read_text().count("\n") >= 2:  # header + the first video
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=300)
+    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    subprocess.run(cmd(out, "--resume"), check=True, timeout=300)
+    assert out.read_bytes() == (tmp_path / "ref.csv").read_bytes()
