@@ -78,7 +78,8 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 class FeatureExtractor(nn.Module):
     """Frozen backbone: uint8 RGB crops (B, H, W, 3) -> layer-normalised feature maps."""
 
-    def __init__(self, card: BackboneCard, weights: Path | None = None, download: bool = False) -> None:
+    def __init__(self, card: BackboneCard, weights: Path | None = None, download: bool = False, random_init: bool = False) -> None:
+        """``random_init`` keeps timm's random weights: for timing benchmarks only, never for scoring."""
         super().__init__()
         import timm
 
@@ -89,7 +90,7 @@ class FeatureExtractor(nn.Module):
             )
         except Exception as exc:  # timm raises many kinds when offline or for unknown names
             raise BackboneError(f"cannot build backbone {card.name!r}: {exc}") from exc
-        if weights is None and not download:
+        if weights is None and not download and not random_init:
             if card.weights is None:
                 raise BackboneError(
                     f"no weights for backbone {card.name!r} are bundled and muflow does not download at run time; "

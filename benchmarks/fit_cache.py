@@ -1,0 +1,86 @@
+"""Benchmark 3 — one training epoch on cached backbone features vs re-running the frozen backbone.
+
+    python scripts/default_data.py data/        # once
+    python benchmarks/fit_cache.py data/fit
+
+muflow's fit runs the frozen backbone once and trains the flows on float16 features it keeps;
+the reference re-runs the backbone on every batch of every epoch. Both epochs below train the
+same flows on the same faces in the same order; the ratio is measured in the same run, next to
+the ratio the FLOP counts predict (backbone forward vs flows forward + backward).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from muflow_cli.fit import FitConfig, _features, collect_faces
+from muflow_cli.features import create_feature_extractor
+from muflow_cli.model import MuFlowModel
+
+
+def epoch(model, batches, opt) -> float:
+    t = time.perf_counter()
+    for feats in batches():
+        loss = model([f.float() for f in feats])["score"].mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--faces", type=int, default=128)
+    args = ap.parse_args()
+    crops, *_ = collect_faces([args.folder], FitConfig(), progress=False)
+    crops = crops[: args.faces]
+    torch.manual_seed(0)
+    backbone = create_feature_extractor()
+    model = MuFlowModel(backbone.channels)
+    opt = torch.optim.Adam(model.flows.parameters(), lr=1e-4)
+    n, b = len(crops), args.batch
+
+    t = time.perf_counter()
+    cache = _features(backbone, crops, b, "features", progress=False)
+    t_cache = time.perf_counter() - t
+
+    def cached():
+        for s in range(0, n, b):
+            yield [c[s : s + b] for c in cache]
+
+    def rerun():
+        for s in range(0, n, b):
+            yield [f.clone() for f in backbone(torch.from_numpy(crops[s : s + b]))]  # as the reference: backbone output feeds training
+
+    epoch(model, cached, opt)  # warm-up
+    t_cached = min(epoch(model, cached, opt) for _ in range(2))
+    t_rerun = min(epoch(model, rerun, opt) for _ in range(2))
+
+    x = torch.from_numpy(crops[:1])
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        feats = backbone(x)
+    f_backbone = fc.get_total_flops()
+    with FlopCounterMode(display=False) as fc:
+        model([f.clone() for f in feats])["score"].sum().backward()
+    f_flows = fc.get_total_flops()
+    predicted = (f_backbone + f_flows) / f_flows
+    print(f"{n} faces, batch {b}: feature cache built once in {t_cache:.1f} s "
+          f"({sum(c.numel() * 2 for c in cache) / n / 1024:.0f} KiB/face in float16)")
+    print(f"epoch on cached features {t_cached:.1f} s; re-running the backbone {t_rerun:.1f} s; "
+          f"speed-up {t_rerun / t_cached:.2f}x (FLOP counts predict {predicted:.2f}x: backbone "
+          f"{f_backbone / 1e9:.2f} GFLOP, flows fwd+bwd {f_flows / 1e9:.2f} GFLOP per face)")
+    print(f"so {math.ceil(6000 / n)} default epochs cost {math.ceil(6000 / n) * t_cached + t_cache:.0f} s cached vs "
+          f"{math.ceil(6000 / n) * t_rerun:.0f} s re-running")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

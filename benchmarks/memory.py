@@ -1,0 +1,64 @@
+"""Benchmark 4 — peak memory of `muflow scan` as the number of images grows.
+
+    python benchmarks/memory.py --counts 200 800
+
+Builds folders of N images (links to scikit-image's astronaut and resized copies of
+insightface's t1.jpg, alternating), scans each in a fresh process with --csv, and reports the
+child's peak resident set size (getrusage) and the time. Flat means the pipeline keeps no per-image
+state beyond the table's rows (about 1 KiB each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+from skimage import data
+
+
+def folder(root: Path, n: int) -> Path:
+    d = root / f"n{n}"
+    d.mkdir()
+    src = root / "src"
+    if not src.exists():
+        src.mkdir()
+        cv2.imwrite(str(src / "a.png"), data.astronaut()[..., ::-1])
+        t1 = Path(importlib.util.find_spec("insightface").origin).parent / "data" / "images" / "t1.jpg"
+        cv2.imwrite(str(src / "t.jpg"), cv2.resize(cv2.imread(str(t1)), (640, 443), interpolation=cv2.INTER_AREA))
+    for i in range(n):
+        os.symlink(src / ("a.png" if i % 2 else "t.jpg"), d / f"{i:06d}{'.png' if i % 2 else '.jpg'}")
+    return d
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--counts", type=int, nargs="+", default=[200, 800])
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp())
+    print("| images | faces | wall (s) | images/s | peak RSS (MiB) |")
+    print("|---|---|---|---|---|")
+    for n in args.counts:
+        d = folder(root, n)
+        out = root / f"n{n}.csv"
+        code = (
+            "import resource, subprocess, sys;"
+            f"subprocess.run([sys.executable, '-m', 'muflow_cli', 'scan', {str(d)!r}, '--csv', {str(out)!r}, '-q'], check=True);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        t = time.perf_counter()
+        rss_kib = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
+        secs = time.perf_counter() - t
+        faces = sum(1 for line in out.read_text().splitlines()[1:] if ",ok," in line)
+        print(f"| {n} | {faces} | {secs:.0f} | {n / secs:.1f} | {rss_kib / 1024:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
