@@ -3,7 +3,8 @@
 The card says everything needed to rebuild the pipeline (backbone, taps, crop size and
 template, face detector, flow configuration) and what the model was fitted on; the tensors
 hold the flows, the Gaussian targets and the sorted calibration scores. The card records the
-tensor file's sha256 and the format version; loading checks both and refuses a mismatch.
+tensor file's sha256 and the format version, and the tensor file's metadata records the card's
+sha256: loading checks all three and refuses a mismatch, so neither file can be edited silently.
 Nothing is unpickled.
 """
 
@@ -33,6 +34,13 @@ DEFAULT_MODEL = "default.muflow"
 
 class ModelError(WeightsError):
     """A bundle that is missing, damaged, tampered with, or from an incompatible version."""
+
+
+def card_digest(card: dict[str, Any]) -> str:
+    """sha256 of a card's canonical JSON (sorted keys, no spaces)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(card, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def default_model_path() -> Path:
@@ -124,10 +132,12 @@ class Detector:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         tensors["calibration"] = torch.from_numpy(self.calibration.copy())
-        save_file(tensors, str(tmp / TENSORS))
         card = dict(self.card)
         card["format"] = FORMAT_VERSION
         card["muflow_version"] = __version__
+        card.pop("tensors", None)
+        # Each file vouches for the other: the tensors carry the card's hash, the card the tensors'.
+        save_file(tensors, str(tmp / TENSORS), metadata={"card_sha256": card_digest(card)})
         card["tensors"] = {"file": TENSORS, "sha256": sha256_file(tmp / TENSORS)}
         (tmp / CARD).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         for p in tmp.iterdir():
@@ -176,13 +186,25 @@ class Detector:
                 f"{tensor_path} has sha256 {actual} but its card says {card['tensors']['sha256']}: "
                 "the model was damaged or tampered with; refusing to load it"
             )
+        from safetensors import safe_open
+
+        with safe_open(str(tensor_path), framework="pt") as fh:
+            vouched = (fh.metadata() or {}).get("card_sha256")
+        if vouched != card_digest({k: v for k, v in card.items() if k != "tensors"}):
+            raise ModelError(f"{card_path} does not match the card its tensors were saved with: it was edited or damaged; refusing to load it")
         tensors = load_file(str(tensor_path))
         bb = card["backbone"]
-        if bb.get("weights_sha256") and backbone_weights is not None and sha256_file(Path(backbone_weights)) != bb["weights_sha256"]:
-            raise ModelError(f"{backbone_weights} is not the backbone file this model was fitted with")
-        backbone = FeatureExtractor(
-            backbone_card(bb["name"], tuple(bb["taps"])), weights=backbone_weights, download=download_backbone
-        )
+        bcard = backbone_card(bb["name"], tuple(bb["taps"]))
+        if backbone_weights is not None:
+            if bb.get("weights_sha256") and sha256_file(Path(backbone_weights)) != bb["weights_sha256"]:
+                raise ModelError(f"{backbone_weights} is not the backbone file this model was fitted with")
+        elif not download_backbone and (bb.get("weights_sha256") or bb.get("weights") != bcard.weights):
+            # Scoring with other backbone weights than the fit's would give meaningless scores.
+            raise ModelError(
+                f"{path} was fitted with backbone weights {bb.get('weights')!r}, which are not bundled; "
+                "pass the same file with --backbone-weights (or --download-backbone if it came from timm)"
+            )
+        backbone = FeatureExtractor(bcard, weights=backbone_weights, download=download_backbone)
         model = MuFlowModel([layer["channels"] for layer in card["layers"]], FlowConfig(**card["flow"]))
         state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         try:

@@ -88,3 +88,25 @@ def test_user_supplied_backbone_weights_load(tmp_path):
     save_file({"fc.weight": state["fc.weight"].contiguous()}, str(tmp_path / "wrong.safetensors"))
     with pytest.raises(BackboneError, match="does not fit resnet18"):
         create_feature_extractor("resnet18", weights=tmp_path / "wrong.safetensors")
+
+
+def test_model_fitted_on_other_backbone_weights_needs_them(tmp_path, default_detector):
+    """Scoring with other backbone weights than the fit's would be meaningless: refused, with the way out."""
+    import copy
+
+    other = copy.copy(default_detector)
+    other.card = copy.deepcopy(default_detector.card)
+    other.card["backbone"]["weights"] = "my_mobilenet.safetensors"
+    other.card["backbone"]["weights_sha256"] = "0" * 64
+    path = other.save(tmp_path / "m.muflow")
+    with pytest.raises(ModelError, match="--backbone-weights"):
+        Detector.load(path)
+
+
+def test_edited_card_is_refused(tmp_path, default_detector):
+    path = _copy_default(tmp_path, default_detector)
+    card = json.loads((path / "card.json").read_text())
+    card["crop"]["context"] = 2.0  # would silently change every score
+    (path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="edited or damaged"):
+        Detector.load(path)
