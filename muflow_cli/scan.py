@@ -128,10 +128,7 @@ def _scan_chunk(chunk, shown, faces, detector, config, tail, names, transform=No
             rows += new
         else:
             rows.append(_file_row(res))
-    if config.visuals and not crops:
-        from .report import attach_visuals
-
-        attach_visuals(rows, files_faces, [], [], [])
+    maps: list[np.ndarray] = []
     if crops:
         out = detector.score(np.stack(crops), batch_size=config.batch_size, with_maps=config.visuals)
         pvals = detector.p_values(out["score"], tail)
@@ -140,10 +137,11 @@ def _scan_chunk(chunk, shown, faces, detector, config, tail, names, transform=No
             row["p_value"] = float(pvals[k])
             row["verdict"] = "fake" if pvals[k] <= config.fpr else "real"
             row.update(zip(names, (float(v) for v in out["layers"][k])))
-        if config.visuals:
-            from .report import attach_visuals
+        maps = out.get("maps", [])
+    if config.visuals:
+        from .report import attach_visuals
 
-            attach_visuals(rows, files_faces, crops, out["maps"], [layer["channels"] for layer in detector.card["layers"]])
+        attach_visuals(rows, files_faces, crops, maps, [layer["channels"] for layer in detector.card["layers"]])
     return rows
 
 
