@@ -215,6 +215,8 @@ def fit(
 
     if crop_size % 16:
         _fail("--crop-size must be a multiple of 16", 2)
+    if output.exists() and not (output / "card.json").is_file():
+        _fail(f"{output} exists and is not a muflow model; choose another --output", 2)  # checked before a long fit
     config = FitConfig(
         crop_size=crop_size, detector=detector.value, backbone=backbone, backbone_weights=backbone_weights,
         download_backbone=download_backbone, flow=FlowConfig(steps=steps), k=k, averages=averages,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,9 @@ class Detector:
         from safetensors.torch import save_file
 
         path = Path(path)
+        if path.exists() and not (path / CARD).is_file():
+            # Replacing a bundle is fine; replacing anything else (a folder of photos) never is.
+            raise ModelError(f"{path} exists and is not a muflow model; choose another output path")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
@@ -147,10 +151,7 @@ class Detector:
             old = Path(tempfile.mkdtemp(prefix=".old-", dir=path.parent))
             os.replace(path, old / "bundle")
             os.replace(tmp, path)
-            for p in (old / "bundle").iterdir():
-                p.unlink()
-            (old / "bundle").rmdir()
-            old.rmdir()
+            shutil.rmtree(old)
         else:
             os.replace(tmp, path)
         self.card = card

@@ -119,3 +119,9 @@ def test_info_shows_the_card(small_model):
 def test_version():
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and "muflow" in res.output
+
+
+def test_fit_refuses_to_overwrite_a_folder_that_is_not_a_model(real_folder):
+    res = runner.invoke(app, ["fit", str(real_folder), "-o", str(real_folder / "group"), *FAST_FIT])
+    assert res.exit_code == 2 and "is not a muflow model" in res.output
+    assert len(list((real_folder / "group").iterdir())) == 5

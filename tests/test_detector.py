@@ -110,3 +110,15 @@ def test_edited_card_is_refused(tmp_path, default_detector):
     (path / "card.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="edited or damaged"):
         Detector.load(path)
+
+
+def test_save_never_replaces_a_folder_that_is_not_a_model(tmp_path, default_detector):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "keep.jpg").write_bytes(b"precious")
+    with pytest.raises(ModelError, match="not a muflow model"):
+        default_detector.save(photos)
+    assert (photos / "keep.jpg").read_bytes() == b"precious"
+    first = default_detector.save(tmp_path / "m.muflow")
+    assert default_detector.save(first) == first and Detector.load(first)  # a bundle may be replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.muflow", "photos"]  # no temp folders left
