@@ -158,9 +158,12 @@ def _faces_table(df, limit: int = 50) -> None:
     t = Table(title="faces", show_lines=False)
     for col in ("file", "face", "status", "score", "p_value", "verdict"):
         t.add_column(col, overflow="fold")
+    import pandas as pd
+
+    def fmt(v, spec="{}"):
+        return "" if pd.isna(v) else spec.format(v)
+
     for _, r in df.head(limit).iterrows():
-        def fmt(v, spec="{}"):
-            return "" if v is None or (hasattr(v, "__class__") and str(v) == "<NA>") else spec.format(v)
         style = "bold red" if r["verdict"] == "fake" else None
         t.add_row(str(r["file"]), fmt(r["face"]), str(r["status"]), fmt(r["score"], "{:.4f}"),
                   fmt(r["p_value"], "{:.3f}"), fmt(r["verdict"]), style=style)

@@ -135,14 +135,14 @@ def write_outputs(scores: pd.DataFrame, metrics: list[dict], detector: Detector,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .tables import _atomic, write_table
+    from .tables import atomic_write, write_table
 
     out.mkdir(parents=True, exist_ok=True)
     tail = config.tail or detector.default_tail
     low, high = cutoffs(detector.calibration, config.fpr, tail)
     doc = {"model": detector.card.get("tensors", {}).get("sha256"), "tail": tail, "fpr": config.fpr,
            "score_cutoffs": {"low": low, "high": high}, "bootstrap": config.bootstrap, "seed": config.seed, "metrics": metrics}
-    _atomic(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n"))
+    atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n"))
     write_table(scores, out / "scores.csv", "csv")
     written = [out / "metrics.json", out / "scores.csv"]
     ok = scores[scores["status"] == "ok"]

@@ -7,7 +7,7 @@ the flow's log-determinant accounts for every change of scale — see docs/metho
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,7 +30,6 @@ class BackboneCard:
     std: tuple[float, float, float] = IMAGENET_STD
     weights: str | None = None  # name of a bundled file in weights/manifest.json
     note: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def licence(self) -> str:
@@ -56,7 +55,7 @@ def backbone_card(name: str, taps: tuple[int, ...] | None = None) -> BackboneCar
     """The card for ``name``; any timm name is accepted, with ImageNet statistics."""
     card = BACKBONES.get(name) or BackboneCard(name=name, taps=(1, 2, 3))
     if taps is not None:
-        card = BackboneCard(**{**card.__dict__, "taps": tuple(taps)})
+        card = replace(card, taps=tuple(taps))
     return card
 
 

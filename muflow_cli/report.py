@@ -92,7 +92,7 @@ img.t{width:112px;height:112px}
 def write_html(df: pd.DataFrame, visuals: list[dict], path: Path, title: str, notes: list[str]) -> None:
     """Write the report for a scan table (``scan(...)`` with ``visuals``) to ``path``, atomically."""
     from .scan import summarize
-    from .tables import _atomic
+    from .tables import atomic_write
 
     e = html.escape
     counts = summarize(df)
@@ -131,4 +131,4 @@ def write_html(df: pd.DataFrame, visuals: list[dict], path: Path, title: str, no
             out.append(f"<figure><img alt='image' src='{e(v['_image'])}' style='max-width:480px'><figcaption>{e(str(r['file']))}</figcaption></figure>")
     out.append("</div><p class='muted'>Boxes: red = fake, green = real; the number is the face index. Heat map: the flow's residual "
                "energy per position (blue typical, red unusual for real faces); it is not a map of manipulated pixels.</p></body></html>")
-    _atomic(path, lambda p: Path(p).write_text("\n".join(out), encoding="utf-8"))
+    atomic_write(path, lambda p: Path(p).write_text("\n".join(out), encoding="utf-8"))

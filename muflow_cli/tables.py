@@ -93,7 +93,8 @@ def neutralise(value):
     return value
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -125,10 +126,10 @@ def write_table(df: pd.DataFrame, path: Path, fmt: str) -> None:
         for col in safe.columns:
             if safe[col].dtype == "string":
                 safe[col] = safe[col].map(neutralise, na_action="ignore").astype("string")
-        _atomic(path, lambda p: safe.to_csv(p, index=False))
+        atomic_write(path, lambda p: safe.to_csv(p, index=False))
     elif fmt == "parquet":
-        _atomic(path, lambda p: df.to_parquet(p, index=False))
+        atomic_write(path, lambda p: df.to_parquet(p, index=False))
     elif fmt == "jsonl":
-        _atomic(path, lambda p: df.to_json(p, orient="records", lines=True, force_ascii=False))
+        atomic_write(path, lambda p: df.to_json(p, orient="records", lines=True, force_ascii=False))
     else:
         raise ValueError(f"unknown table format {fmt!r}")
