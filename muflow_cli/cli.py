@@ -24,6 +24,12 @@ class Tail(str, Enum):
     upper = "upper"
 
 
+class Engine(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+
+
 class GroupBy(str, Enum):
     file = "file"
     folder = "folder"
@@ -53,18 +59,26 @@ def main(
 
 
 def _batch(batch_size: Optional[int], det) -> int:
-    """Measured on a 2-core CPU (benchmarks/scoring.py): batch 8 scores ~25 % more faces/s than 32
-    (depthwise convolutions are memory-bound, large batches spill the cache). CUDA: not measured yet."""
+    """Measured on a 2-core CPU (benchmarks/scoring.py): batch 8 is the fastest or within noise of it for
+    both engines (eager torch: ~25 % more faces/s than 32, depthwise convolutions spill the cache at large
+    batches; ONNX Runtime: flat from 1 to 8, a few % slower at 32). CUDA: not measured yet."""
     return batch_size or (8 if det.device.type == "cpu" else 32)
 
 
-def _load(model: Optional[Path], device: str, backbone_weights: Optional[Path]):
+ENGINE_HELP = "Scoring engine: auto (ONNX Runtime on CPU, checked against torch; torch on CUDA), torch or onnx."
+
+
+def _load(model: Optional[Path], device: str, backbone_weights: Optional[Path], engine: str = "auto"):
     from .detector import Detector
+    from .engine import EngineError
     from .weights import WeightsError
 
     try:
-        return Detector.load(model, backbone_weights=backbone_weights).to(device)
-    except WeightsError as exc:
+        det = Detector.load(model, backbone_weights=backbone_weights).to(device).use_engine(engine)
+        if engine != "auto":
+            det.engine  # build now: a named engine that cannot run is an error before any work starts
+        return det
+    except (WeightsError, EngineError, ValueError) as exc:
         _fail(str(exc))
 
 
@@ -102,6 +116,7 @@ def scan(
     fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="False-positive rate on real faces for the verdict."),
     tail: Optional[Tail] = typer.Option(None, "--tail", help="p-value tail: two (flags atypically high or low scores) or upper; default: the model's."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    engine: Engine = typer.Option(Engine.auto, "--engine", help=ENGINE_HELP),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Faces scored per batch (default: 8 on CPU, 32 on CUDA)."),
     detector: Optional[DetectorKind] = typer.Option(None, "--detector", help="Face detector; default: the one the model was fitted with."),
     max_faces: int = typer.Option(0, "--max-faces", min=0, help="Keep at most N faces per image (0 = all)."),
@@ -121,7 +136,7 @@ def scan(
     missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
     if missing and len(missing) == len(paths):
         _fail(f"no such file or folder: {', '.join(missing)}", 2)
-    det = _load(model, device, backbone_weights)
+    det = _load(model, device, backbone_weights, engine.value)
     config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=_batch(batch_size, det),
                         detector=detector.value if detector else None, max_faces=max_faces, chunk_files=chunk_files,
                         visuals=html_report is not None)
@@ -265,6 +280,7 @@ def video(
     max_gap: int = typer.Option(2, "--max-gap", min=0, help="Samples a face may be missing before its track ends."),
     save_faces: Optional[Path] = typer.Option(None, "--save-faces", help="Write each track's first, middle and worst face crop here."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    engine: Engine = typer.Option(Engine.auto, "--engine", help=ENGINE_HELP),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Faces scored per batch (default: 8 on CPU, 32 on CUDA)."),
     detector: Optional[DetectorKind] = typer.Option(None, "--detector", help="Face detector; default: the model's."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same arguments): finished videos are not redone."),
@@ -283,7 +299,7 @@ def video(
         _fail("--resume needs an output file (--csv or --tracks): the run's journal lives beside it", 2)
     if all(not p.exists() for p in paths):
         _fail(f"no such file or folder: {', '.join(map(str, paths))}", 2)
-    det = _load(model, device, None)
+    det = _load(model, device, None, engine.value)
     config = VideoConfig(fps=fps, frames=frames, fpr=fpr, tail=tail.value if tail else None, batch_size=_batch(batch_size, det),
                          detector=detector.value if detector else None, max_gap=max_gap, save_faces=save_faces)
     journal = _open_journal(outputs[0] if outputs else None, video_settings(det, config, paths), resume)
@@ -321,6 +337,7 @@ def evaluate_cmd(
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for 95 % intervals (0: none)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
+    engine: Engine = typer.Option(Engine.auto, "--engine", help=ENGINE_HELP),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Faces scored per batch (default: 8 on CPU, 32 on CUDA)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -336,7 +353,7 @@ def evaluate_cmd(
     for name, path in reals + fakes:
         if not path.exists():
             _fail(f"no such folder: {path} ({name})", 2)
-    det = _load(model, device, None)
+    det = _load(model, device, None, engine.value)
     config = EvalConfig(fpr=fpr, tail=tail.value if tail else None, bootstrap=bootstrap, seed=seed, batch_size=_batch(batch_size, det))
     scores, metrics = evaluate(reals, fakes, det, perts, config, progress=not quiet)
     written = write_outputs(scores, metrics, det, config, output)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .engine import ENGINES, OnnxEngine, TorchEngine, create_engine
 from .faces import template
 from .features import FeatureExtractor, backbone_card
 from .model import FlowConfig, MuFlowModel
@@ -65,6 +66,8 @@ class Detector:
         self.model = model.eval()
         self.calibration = np.sort(np.asarray(calibration, dtype=np.float64))
         self.device = torch.device("cpu")
+        self.engine_name = "auto"
+        self._engine: TorchEngine | OnnxEngine | None = None
 
     # -- properties from the card -------------------------------------------------
     @property
@@ -94,27 +97,44 @@ class Detector:
         self.device = pick_device(device) if isinstance(device, str) else device
         self.backbone.to(self.device)
         self.model.to(self.device)
+        self._engine = None
         return self
 
+    def use_engine(self, name: str = "auto") -> "Detector":
+        """Score with ``auto`` (ONNX Runtime on CPU, torch on CUDA), ``torch`` or ``onnx`` (see engine.py)."""
+        if name not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
+        self.engine_name, self._engine = name, None
+        return self
+
+    @property
+    def engine(self) -> TorchEngine | OnnxEngine:
+        """The scoring engine, built on first use (the ONNX export takes about a second)."""
+        if self._engine is None:
+            self._engine = create_engine(self.engine_name, self.backbone, self.model, self.device, self.crop_size)
+        return self._engine
+
     # -- scoring --------------------------------------------------------------------
-    @torch.inference_mode()
     def score(self, crops: np.ndarray | torch.Tensor, batch_size: int = 32, with_maps: bool = False) -> dict[str, np.ndarray]:
-        """Scores of (B, S, S, 3) uint8 RGB aligned crops: ``score`` (B,), ``layers`` (B, L)."""
+        """Scores of (B, S, S, 3) uint8 RGB aligned crops: ``score`` (B,), ``layers`` (B, L), ``maps`` if asked."""
         crops = torch.as_tensor(np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops)
-        if crops.ndim != 4 or crops.shape[1:] != (self.crop_size, self.crop_size, 3):
-            raise ValueError(f"crops must be (B, {self.crop_size}, {self.crop_size}, 3) uint8, got {tuple(crops.shape)}")
-        scores, layers, maps = [], [], []
-        for i in range(0, len(crops), batch_size):
-            out = self.model(self.backbone(crops[i : i + batch_size].to(self.device)), with_maps=with_maps)
-            scores.append(out["score"].cpu())
-            layers.append(out["layers"].cpu())
+        if crops.ndim != 4 or crops.shape[1:] != (self.crop_size, self.crop_size, 3) or crops.dtype != torch.uint8:
+            raise ValueError(f"crops must be (B, {self.crop_size}, {self.crop_size}, 3) uint8, got {tuple(crops.shape)} {crops.dtype}")
+        if len(crops) == 0:
+            res = {"score": np.zeros(0), "layers": np.zeros((0, len(self.layer_names)))}
             if with_maps:
-                maps.append([m.cpu() for m in out["maps"]])
-        if not scores:
-            return {"score": np.zeros(0), "layers": np.zeros((0, len(self.layer_names)))}
-        res = {"score": torch.cat(scores).double().numpy(), "layers": torch.cat(layers).double().numpy()}
+                res["maps"] = []
+            return res
+        layers, maps = [], []
+        for i in range(0, len(crops), batch_size):
+            lay, mp = self.engine(crops[i : i + batch_size], with_maps)
+            layers.append(lay)
+            maps.append(mp)
+        per_layer = np.concatenate(layers).astype(np.float64)
+        # The score is the mean over layers, taken in float32 as the model does (same numbers from either engine).
+        res = {"score": per_layer.astype(np.float32).mean(1, dtype=np.float32).astype(np.float64), "layers": per_layer}
         if with_maps:
-            res["maps"] = [torch.cat([m[j] for m in maps]).numpy() for j in range(len(self.layer_names))]
+            res["maps"] = [np.concatenate([m[j] for m in maps]) for j in range(len(self.layer_names))]
         return res
 
     def p_values(self, scores: np.ndarray, tail: str | None = None) -> np.ndarray:

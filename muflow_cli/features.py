@@ -124,10 +124,14 @@ class FeatureExtractor(nn.Module):
         x = crops.to(self.mean.device).permute(0, 3, 1, 2).float()
         return (x - self.mean) / self.std
 
+    def features(self, crops: torch.Tensor) -> list[torch.Tensor]:
+        """``forward`` without the inference-mode guard, so the graph can be traced for export."""
+        feats = self.net(self.preprocess(crops))
+        return [F.layer_norm(f, [int(n) for n in f.shape[1:]]) for f in feats]  # ints: shapes stay static in an export
+
     @torch.inference_mode()
     def forward(self, crops: torch.Tensor) -> list[torch.Tensor]:
-        feats = self.net(self.preprocess(crops))
-        return [F.layer_norm(f, f.shape[1:]) for f in feats]
+        return self.features(crops)
 
 
 def create_feature_extractor(

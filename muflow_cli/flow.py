@@ -2,7 +2,7 @@
 
 Each step: a learned per-channel affine (normflows ``AffineConstFlow``), an affine coupling
 over a channel split (``AffineCouplingBlock``) whose conv subnet's log-scales are soft-clamped
-to (-clamp, clamp), and a fixed channel shuffle (``Permute``). Kernels alternate 3x3 / 1x1
+to (-clamp, clamp), and a fixed channel shuffle (``Permute``, see ``ChannelShuffle``). Kernels alternate 3x3 / 1x1
 as in FastFlow unless ``conv3x3_only``. Like every normflows flow, ``forward`` returns
 ``(z, log_det)`` with log_det = log|det dz/dx| per sample, and ``inverse`` undoes it.
 """
@@ -42,6 +42,25 @@ class ClampedConvSubnet(nn.Module):
         return torch.stack([shift, scale], dim=2).flatten(1, 2)
 
 
+class ChannelShuffle(nf.flows.Permute):
+    """normflows' ``Permute`` (shuffle mode) with a batch-size-free log-det.
+
+    ``Permute`` returns ``torch.zeros(len(z))``; ``len`` becomes a constant when the graph is
+    exported to ONNX, so a graph traced at one batch size would fail at another. A permutation's
+    log-det is exactly 0: a scalar zero says so and broadcasts. Buffers (``perm``, ``inv_perm``)
+    are the parent's, so saved models load unchanged.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, mode="shuffle")
+
+    def forward(self, z: torch.Tensor, context=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return z[:, self.perm], z.new_zeros(())
+
+    def inverse(self, z: torch.Tensor, context=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return z[:, self.inv_perm], z.new_zeros(())
+
+
 class FastFlow(nn.Module):
     """A stack of clamped affine coupling steps on a (C, H, W) feature map."""
 
@@ -59,18 +78,18 @@ class FastFlow(nn.Module):
             kernel = 1 if (i % 2 == 1 and not conv3x3_only) else 3
             layers.append(nf.flows.AffineConstFlow((channels, 1, 1)))
             layers.append(nf.flows.AffineCouplingBlock(ClampedConvSubnet(c1, c2, hidden, kernel, clamp), scale_map="exp"))
-            layers.append(nf.flows.Permute(channels, mode="shuffle"))
+            layers.append(ChannelShuffle(channels))
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_det = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        log_det = x.new_zeros(())  # every coupling adds a (B,) term; no batch size is baked in
         for layer in self.layers:
             x, ld = layer(x)
             log_det = log_det + ld
         return x, log_det
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_det = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        log_det = z.new_zeros(())
         for layer in reversed(self.layers):
             z, ld = layer.inverse(z)
             log_det = log_det + ld

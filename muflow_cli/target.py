@@ -2,8 +2,9 @@
 
 Sigma is estimated with Ledoit-Wolf shrinkage (scikit-learn): M averages drawn from one pool
 of faces are strongly correlated, and d (channels) can approach M, so the sample covariance
-is near-singular. The Cholesky factor is computed once, stored, and used by triangular
-solves in float32 at scoring time — no matrix inverse per batch.
+is near-singular. The Cholesky factor L is computed once and stored; its inverse is derived
+from it in float64 whenever the factor is set or loaded, so scoring a batch is one float32
+matmul — no inverse or solve per batch, and a graph ONNX can export (it has no triangular solve).
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ class GaussianTarget(nn.Module):
         self.register_buffer("mu", torch.zeros(dim))
         self.register_buffer("chol", torch.eye(dim))
         self.register_buffer("shrinkage", torch.zeros(()))
+        self.register_buffer("chol_inv", torch.eye(dim), persistent=False)  # derived, never saved
+
+    def refresh(self) -> None:
+        """Recompute L^-1 from L (float64, then float32)."""
+        inv = torch.linalg.solve_triangular(self.chol.double(), torch.eye(self.dim, dtype=torch.float64, device=self.chol.device), upper=False)
+        self.chol_inv.copy_(inv.to(self.chol_inv.dtype))
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.refresh()
 
     @classmethod
     def fit(cls, vectors: np.ndarray) -> "GaussianTarget":
@@ -38,6 +49,7 @@ class GaussianTarget(nn.Module):
         target.mu.copy_(torch.from_numpy(lw.location_).float())
         target.chol.copy_(torch.from_numpy(np.linalg.cholesky(cov)).float())
         target.shrinkage.fill_(float(lw.shrinkage_))
+        target.refresh()
         return target
 
     @property
@@ -46,9 +58,8 @@ class GaussianTarget(nn.Module):
 
     def mahalanobis2(self, x: torch.Tensor) -> torch.Tensor:
         """Squared Mahalanobis distance of each row of (B, d) ``x``."""
-        diff = (x - self.mu).T  # (d, B)
-        sol = torch.linalg.solve_triangular(self.chol, diff, upper=False)
-        return (sol * sol).sum(0)
+        white = (x - self.mu) @ self.chol_inv.T  # rows of L^-1 (x - mu)
+        return (white * white).sum(1)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         half_logdet = torch.log(torch.diagonal(self.chol)).sum()
