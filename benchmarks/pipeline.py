@@ -1,80 +1,162 @@
-"""Benchmark 2 — the scan pipeline: stage rates, their sum, and overlapping detection with scoring.
+"""Benchmark 2 — the scan pipeline: where the time goes, each stage alone, and the whole scan.
 
-    python scripts/default_data.py data/       # once
-    python benchmarks/pipeline.py              # or: ... FOLDER [FOLDER ...]
+    python scripts/default_data.py data/       # once: the registry photos
+    python benchmarks/pipeline.py              # makes data/pipeline_1k (1,000 resized copies) once
 
-Measures, in one process on the same files: decode + detection + alignment alone (images/s), scoring
-alone (faces/s, batch 8), the two one after the other (what `muflow scan` does), and the two
-overlapped (detection of chunk i+1 in a worker thread while chunk i is scored), for several
-onnxruntime / torch thread splits. Reports end-to-end time as a fraction of the slowest stage's
-standalone time (issue #6's target: >= 85 %).
+1. Stage shares: one thread, every stage timed on its own over a sample of the files —
+   decode (read_image), detection (SCRFD), alignment (similarity warp), scoring (backbone + flows
+   + Gaussian, the default engine) and writing (table + CSV).
+2. Each stage alone on the whole machine, as `muflow scan` runs it: decode + detect + align on the
+   scan's worker pool; scoring of all the faces in batches of 8.
+3. End to end: `muflow_cli.scan.scan` + CSV, the way the CLI runs it (detection of the next chunk
+   overlapping scoring of this one), for several worker counts, and a sequential baseline (detect a
+   chunk, then score it, one detector using every core: muflow 0.1's schedule).
+   Reported: images/s, faces/s, and end-to-end time as a share of the slowest stage's standalone
+   time (issue #6's target: >= 85 %).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
+import onnxruntime as ort
+import pandas as pd
 import torch
 
 from muflow_cli.detector import Detector
-from muflow_cli.faces import FaceDetector, faces_in_file
-from muflow_cli.images import iter_image_files
+from muflow_cli.faces import align, faces_in_file
+from muflow_cli.images import iter_image_files, read_image
+from muflow_cli.scan import FaceStage, ScanConfig, default_workers, scan
+from muflow_cli.tables import write_table
 
-DEFAULT = ["data/fit/dlib_photos", "data/fit/pyfeat_photos", "data/heldout", "data/fit/ckplus/S052", "data/fit/ckplus/S055"]
+SOURCES = ["data/fit/dlib_photos", "data/fit/pyfeat_photos", "data/heldout"]
+LONG_SIDES = (480, 800, 1280, 1920)
+
+
+def make_photos(out: Path, n: int) -> list[Path]:
+    """``n`` JPEG copies of the registry photos, cycling through long sides of 480-1920 px."""
+    out.mkdir(parents=True, exist_ok=True)
+    have = sorted(out.glob("*.jpg"))
+    if len(have) >= n:
+        return have[:n]
+    src = [read_image(p) for p in iter_image_files([Path(s) for s in SOURCES])]
+    for i in range(n):
+        rgb = src[i % len(src)]
+        side = LONG_SIDES[(i // len(src)) % len(LONG_SIDES)]
+        f = side / max(rgb.shape[:2])
+        im = cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
+        cv2.imwrite(str(out / f"photo_{i:05d}.jpg"), im[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return sorted(out.glob("*.jpg"))[:n]
+
+
+def stage_shares(det: Detector, files: list[Path]) -> dict[str, float]:
+    """Seconds per stage, one thread each, over ``files``."""
+    fd = det.face_detector(threads=1)
+    t = dict.fromkeys(["decode", "detection", "alignment", "scoring", "writing"], 0.0)
+    crops, rows = [], []
+    for p in files:
+        t0 = time.perf_counter()
+        rgb = read_image(p)
+        t1 = time.perf_counter()
+        faces = fd.detect(rgb)
+        t2 = time.perf_counter()
+        for f in faces:
+            crops.append(align(rgb, f.landmarks, det.crop_size, det.context)[0])
+            rows.append({"file": str(p), "face": len(rows), "status": "ok", "message": ""})
+        t3 = time.perf_counter()
+        t["decode"] += t1 - t0
+        t["detection"] += t2 - t1
+        t["alignment"] += t3 - t2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the scoring graph takes its thread count from torch's when it is built
+    try:
+        one = Detector.load()
+        one.score(np.stack(crops[:2]), batch_size=8)  # build it outside the timing
+        t0 = time.perf_counter()
+        out = one.score(np.stack(crops), batch_size=8)
+        t["scoring"] = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    for r, s in zip(rows, out["score"]):
+        r["score"] = float(s)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        write_table(pd.DataFrame(rows), Path(tmp) / "t.csv", "csv")
+        t["writing"] = time.perf_counter() - t0
+    return t
+
+
+def timed_scan(det: Detector, folder: Path, config: ScanConfig) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        df = scan([folder], det, config, progress=False)
+        write_table(df, Path(tmp) / "scan.csv", "csv")
+        return time.perf_counter() - t0, int((df["status"] == "ok").sum())
+
+
+def sequential_scan(det: Detector, files: list[Path], chunk: int) -> float:
+    """muflow 0.1's schedule: detect a chunk (one detector, every core), then score it."""
+    fd = det.face_detector()
+    t0 = time.perf_counter()
+    for i in range(0, len(files), chunk):
+        crops = [f.crop for p in files[i : i + chunk] for f in (faces_in_file(p, fd, det.crop_size, det.context).faces or [])]
+        if crops:
+            det.score(np.stack(crops), batch_size=8)
+    return time.perf_counter() - t0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folders", nargs="*", type=Path, default=[Path(p) for p in DEFAULT])
-    ap.add_argument("--chunk", type=int, default=8)
+    ap.add_argument("--folder", type=Path, default=Path("data/pipeline_1k"))
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--sample", type=int, default=100, help="files for the one-thread stage shares")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     args = ap.parse_args()
-    files = list(iter_image_files(args.folders))
+    files = make_photos(args.folder, args.n)
     det = Detector.load()
+    cores = len(os.sched_getaffinity(0))
+    print(f"{len(files)} photos in {args.folder}; {cores} cores; onnxruntime {ort.__version__}; scoring engine {det.engine.name}\n")
 
-    def crops_of(results):
-        return [f.crop for r in results if r.status == "ok" for f in r.faces]
+    shares = stage_shares(det, files[: args.sample])
+    total = sum(shares.values())
+    print(f"stage shares, one thread, {args.sample} files:\n")
+    print("| stage | seconds | share |\n|---|---|---|")
+    for k, v in shares.items():
+        print(f"| {k} | {v:.2f} | {100 * v / total:.1f} % |")
 
-    print(f"{len(files)} files\n")
-    print("| onnxruntime / torch threads | detect img/s | score faces/s | sequential (s) | overlapped (s) "
-          "| slowest stage alone (s) | best end-to-end / slowest |")
-    print("|---|---|---|---|---|---|---|")
-    for ort_threads, torch_threads in ((0, 2), (1, 1), (1, 2)):
-        torch.set_num_threads(torch_threads)
-        fd = FaceDetector("scrfd", threads=ort_threads)
-        detect = lambda paths: [faces_in_file(p, fd, det.crop_size, det.context) for p in paths]  # noqa: E731
-        detect(files[:4])  # warm-up
-        t = time.perf_counter()
-        results = detect(files)
-        t_detect = time.perf_counter() - t
-        crops = np.stack(crops_of(results))
-        t = time.perf_counter()
-        det.score(crops, batch_size=8)
-        t_score = time.perf_counter() - t
-        chunks = [files[i : i + args.chunk] for i in range(0, len(files), args.chunk)]
-        t = time.perf_counter()
-        for c in chunks:
-            cs = crops_of(detect(c))
-            if cs:
-                det.score(np.stack(cs), batch_size=8)
-        t_seq = time.perf_counter() - t
-        t = time.perf_counter()
-        with ThreadPoolExecutor(1) as pool:
-            nxt = pool.submit(detect, chunks[0])
-            for i in range(len(chunks)):
-                res = nxt.result()
-                if i + 1 < len(chunks):
-                    nxt = pool.submit(detect, chunks[i + 1])
-                cs = crops_of(res)
-                if cs:
-                    det.score(np.stack(cs), batch_size=8)
-        t_over = time.perf_counter() - t
-        slow = max(t_detect, t_score)
-        print(f"| {ort_threads or 'all'} / {torch_threads} | {len(files) / t_detect:.1f} | {len(crops) / t_score:.1f} | {t_seq:.1f} | "
-              f"{t_over:.1f} | {slow:.1f} | {100 * slow / min(t_seq, t_over):.0f} % |")
+    config = ScanConfig(batch_size=8)
+    stage = FaceStage(det, config)
+    t0 = time.perf_counter()
+    results = [f.result() for f in stage.submit(files)]
+    t_faces = time.perf_counter() - t0
+    stage.close()
+    crops = np.stack([f.crop for r in results if r.status == "ok" for f in r.faces])
+    del results
+    t0 = time.perf_counter()
+    det.score(crops, batch_size=8)
+    t_score = time.perf_counter() - t0
+    n_faces = len(crops)
+    del crops
+    slow = max(t_faces, t_score)
+    print(f"\nstages alone, whole machine ({stage.workers} detection workers; scoring {det.engine.name}, batch 8):\n")
+    print("| stage | seconds | rate |\n|---|---|---|")
+    print(f"| decode + detect + align | {t_faces:.1f} | {len(files) / t_faces:.1f} images/s |")
+    print(f"| scoring | {t_score:.1f} | {n_faces / t_score:.1f} faces/s |")
+
+    print("\nend to end (scan + CSV):\n")
+    print("| schedule | seconds | images/s | faces/s | slowest stage alone / end to end |\n|---|---|---|---|---|")
+    t_seq = sequential_scan(det, files, config.chunk_files)
+    print(f"| sequential (0.1) | {t_seq:.1f} | {len(files) / t_seq:.1f} | {n_faces / t_seq:.1f} | {100 * slow / t_seq:.0f} % |", flush=True)
+    for w in args.workers:
+        t, faces = timed_scan(det, args.folder, ScanConfig(batch_size=8, workers=w))
+        mark = " (default)" if w == default_workers() else ""
+        print(f"| overlapped, {w} workers{mark} | {t:.1f} | {len(files) / t:.1f} | {faces / t:.1f} | {100 * slow / t:.0f} % |", flush=True)
     return 0
 
 

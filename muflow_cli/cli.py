@@ -123,6 +123,7 @@ def scan(
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone .safetensors for models fitted on a non-bundled backbone."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted scan (same arguments): finished files are not scanned again."),
     chunk_files: int = typer.Option(16, "--chunk-files", min=1, help="Files per unit of work (scored and journaled together)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Threads decoding and detecting ahead of scoring, one image each (0: one per CPU core)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Score every face in every image: box, score, p-value, verdict."""
@@ -139,7 +140,7 @@ def scan(
     det = _load(model, device, backbone_weights, engine.value)
     config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=_batch(batch_size, det),
                         detector=detector.value if detector else None, max_faces=max_faces, chunk_files=chunk_files,
-                        visuals=html_report is not None)
+                        visuals=html_report is not None, workers=workers)
     journal = _open_journal(outputs[0][0] if outputs else None, scan_settings(det, config, paths), resume)
     try:
         df = run_scan(paths, det, config, progress=not quiet, journal=journal)

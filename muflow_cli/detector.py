@@ -86,12 +86,14 @@ class Detector:
     def default_tail(self) -> str:
         return self.card.get("calibration", {}).get("tail", "two")
 
-    def face_detector(self, kind: str | None = None, threshold: float | None = None):
-        """The face detector this model was fitted with, unless ``kind``/``threshold`` override it."""
+    def face_detector(self, kind: str | None = None, threshold: float | None = None, threads: int = 0):
+        """The face detector this model was fitted with, unless ``kind``/``threshold`` override it.
+
+        ``threads``: onnxruntime intra-op threads (0: all cores; 1 for one of several parallel workers)."""
         from .faces import FaceDetector
 
         card = self.card.get("detector", {})
-        return FaceDetector(kind or card.get("kind", "scrfd"), threshold or card.get("threshold", 0.5))
+        return FaceDetector(kind or card.get("kind", "scrfd"), threshold or card.get("threshold", 0.5), threads=threads)
 
     def to(self, device: str | torch.device) -> "Detector":
         self.device = pick_device(device) if isinstance(device, str) else device

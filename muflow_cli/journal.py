@@ -99,13 +99,17 @@ class ScanJournal:
         """Files whose rows the journal holds (from this run and earlier ones)."""
         return sum(len(files) for files, _ in self.done.values())
 
-    def lookup(self, index: int, files: list) -> Any:
+    def peek(self, index: int, files: list) -> Any:
         """What a finished chunk produced (its rows), if its files are unchanged; else None."""
         entry = self.done.get(index)
-        if entry is not None and entry[0] == files:
+        return entry[1] if entry is not None and entry[0] == files else None
+
+    def lookup(self, index: int, files: list) -> Any:
+        """``peek``, counting a reuse."""
+        rows = self.peek(index, files)
+        if rows is not None:
             self.reused += 1
-            return entry[1]
-        return None
+        return rows
 
     def record(self, index: int, files: list, rows: Any) -> None:
         self._write({"chunk": index, "files": files, "rows": rows})

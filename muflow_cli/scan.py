@@ -2,12 +2,19 @@
 
 Files with no face, or that cannot be read, get one row with a status and a message; a
 scan never stops for a bad file.
+
+Two stages overlap: while the faces of one chunk of files are scored, the next chunk is
+decoded, detected and aligned by a pool of ``workers`` threads (onnxruntime, OpenCV and
+numpy release the GIL). Each worker runs single-threaded: on a CPU, one image per core is
+more work per second than one image split over all cores (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +40,13 @@ class ScanConfig:
     max_faces: int = 0
     chunk_files: int = 16  # files per unit of work: scored together, journaled together
     visuals: bool = False  # keep thumbnails, heat maps and marked-up images for an HTML report
+    workers: int = 0  # detection threads, one image each; 0: one per CPU core, at most MAX_WORKERS
 
     def check(self) -> None:
         if not 0 < self.fpr < 1:
             raise ValueError("fpr must lie strictly between 0 and 1")
-        if self.chunk_files < 1 or self.batch_size < 1:
-            raise ValueError("chunk_files and batch_size must be at least 1")
+        if self.chunk_files < 1 or self.batch_size < 1 or self.workers < 0:
+            raise ValueError("chunk_files and batch_size must be at least 1, workers at least 0")
         if self.tail is not None and self.tail not in TAILS:
             raise ValueError(f"tail must be one of {', '.join(TAILS)}")
 
@@ -73,9 +81,43 @@ def shown_path(path: Path) -> str:
 
 
 def scan_settings(detector: Detector, config: ScanConfig, paths: list[Path]) -> dict:
-    """What makes two scans the same scan (for --resume)."""
+    """What makes two scans the same scan (for --resume); the number of workers does not change a row."""
     shown = [shown_path(Path(p).absolute()) for p in paths]
-    return run_settings("scan", detector.card.get("tensors", {}).get("sha256"), config, shown)
+    settings = run_settings("scan", detector.card.get("tensors", {}).get("sha256"), config, shown)
+    settings.pop("workers", None)
+    return settings
+
+
+MAX_WORKERS = 8
+
+
+def default_workers() -> int:
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+class FaceStage:
+    """Decode + detect + align on a pool of ``workers`` threads, each with its own single-threaded
+    face detector. ``submit`` returns futures in file order: results never depend on the thread count.
+    """
+
+    def __init__(self, detector: Detector, config: ScanConfig, transform=None) -> None:
+        self.workers = config.workers or default_workers()
+        self._args = (detector.crop_size, detector.context, config.max_faces, transform, config.visuals)
+        self._make = lambda: detector.face_detector(config.detector, config.det_threshold, threads=1)
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="muflow-faces")
+
+    def _one(self, path: Path) -> FileFaces:
+        det = getattr(self._local, "detector", None)
+        if det is None:
+            det = self._local.detector = self._make()
+        return faces_in_file(path, det, *self._args)
+
+    def submit(self, paths: list[Path]) -> list[Future]:
+        return [self._pool.submit(self._one, p) for p in paths]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def iter_scan(
@@ -91,34 +133,50 @@ def iter_scan(
     (when given) before its rows are yielded; chunks the journal already holds are not redone.
     """
     config.check()
-    faces = detector.face_detector(config.detector, config.det_threshold)
     tail = config.tail or detector.default_tail
     names = layer_columns(detector.layer_names)
     files = list(iter_image_files(paths))
     chunks = [files[i : i + config.chunk_files] for i in range(0, len(files), config.chunk_files)]
+    shown = [[shown_path(p) for p in chunk] for chunk in chunks]
+    ids: dict[int, list] = {}
+
+    def todo(index: int) -> bool:
+        """Whether chunk ``index`` exists and the journal does not already hold it (unchanged)."""
+        if index >= len(chunks):
+            return False
+        if journal is None:
+            return True
+        ids.setdefault(index, [file_identity(p, s) for p, s in zip(chunks[index], shown[index])])
+        return journal.peek(index, ids[index]) is None
+
+    stage = FaceStage(detector, config, transform)
+    ahead: dict[int, list[Future]] = {}
     bar = track(range(len(files)), "scanning", enabled=progress)
-    for index, chunk in enumerate(chunks):
-        shown = [shown_path(p) for p in chunk]
-        ids = [file_identity(p, s) for p, s in zip(chunk, shown)]
-        rows = journal.lookup(index, ids) if journal is not None else None
-        if rows is None:
-            rows = _scan_chunk(chunk, shown, faces, detector, config, tail, names, transform)
-            if journal is not None:
-                journal.record(index, ids, rows)
-        for _ in chunk:
-            next(bar, None)
-        yield from rows
-    for _ in bar:  # close the progress bar
-        pass
+    try:
+        for index, chunk in enumerate(chunks):
+            rows = journal.lookup(index, ids[index]) if journal is not None and not todo(index) else None
+            if rows is None:
+                futures = ahead.pop(index, None) or stage.submit(chunk)
+                if todo(index + 1):  # the next chunk is decoded and detected while this one is scored
+                    ahead[index + 1] = stage.submit(chunks[index + 1])
+                rows = _score_chunk([f.result() for f in futures], shown[index], detector, config, tail, names)
+                if journal is not None:
+                    journal.record(index, ids[index], rows)
+            for _ in chunk:
+                next(bar, None)
+            yield from rows
+        for _ in bar:  # close the progress bar
+            pass
+    finally:
+        stage.close()
 
 
-def _scan_chunk(chunk, shown, faces, detector, config, tail, names, transform=None) -> list[dict]:
+def _score_chunk(results: list[FileFaces], shown: list[str], detector, config, tail, names) -> list[dict]:
     rows: list[dict] = []
     crops: list[np.ndarray] = []
     face_rows: list[dict] = []
     files_faces = []
-    for path, name in zip(chunk, shown):
-        res = faces_in_file(path, faces, detector.crop_size, detector.context, config.max_faces, transform, config.visuals)
+    for res, name in zip(results, shown):
         res.path = name
         files_faces.append(res)
         if res.status == "ok":
