@@ -24,6 +24,12 @@ class Tail(str, Enum):
     upper = "upper"
 
 
+class CacheWhere(str, Enum):
+    auto = "auto"
+    memory = "memory"
+    disk = "disk"
+
+
 class Engine(str, Enum):
     auto = "auto"
     torch = "torch"
@@ -224,6 +230,8 @@ def fit(
     tail: Tail = typer.Option(Tail.two, "--tail", help="Default p-value tail stored in the model."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    cache: CacheWhere = typer.Option(CacheWhere.auto, "--cache", help="Feature cache: auto (RAM up to half the free memory, else disk), memory or disk."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder for an on-disk feature cache (default: the system's temporary folder)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Fit a detector on a folder of real faces."""
@@ -240,7 +248,7 @@ def fit(
         crop_size=crop_size, detector=detector.value, backbone=backbone, backbone_weights=backbone_weights,
         download_backbone=download_backbone, flow=FlowConfig(steps=steps), k=k, averages=averages,
         calibration_fraction=calibration_fraction, group_by=group_by.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-        tail=tail.value, device=device,
+        tail=tail.value, device=device, cache=cache.value, cache_dir=cache_dir,
     )
     try:
         det, report = run_fit(paths, config, progress=not quiet)
@@ -261,6 +269,7 @@ def fit(
         ("epochs", report.epochs),
         ("final loss (nats/dim)", f"{report.losses[-1]:.4f}"),
         ("calibration mean score", f"{report.calibration_mean:.4f}"),
+        ("feature cache", f"{report.cache['bytes'] / 2**20:.0f} MiB in {report.cache['where']}"),
         ("time", " ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())),
     ]
     for a, b in rows:

@@ -88,6 +88,9 @@ class OnnxEngine:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
         opts.log_severity_level = 3
+        # Idle pool threads sleep instead of spinning: scoring shares the cores with the scan's
+        # detection workers, and spinning took 13 % longer end to end (docs/performance.md).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(buf.getvalue(), sess_options=opts, providers=["CPUExecutionProvider"])
         self.graph_bytes = len(buf.getvalue())
 

@@ -2,8 +2,9 @@
 
 Stages: faces -> split (fit / held-out calibration, by file, seeded) -> average faces of the
 fit part -> Gaussian target per layer -> backbone features of single fit faces, cached once
-in float16 -> flows trained many epochs on the cache -> calibration scores of held-out
-reals. Calibration faces take no part in averages or training.
+in float16 (in RAM, or memory-mapped on disk when large: cache.py) -> flows trained many
+epochs on the cache -> calibration scores of held-out reals. Calibration faces take no part
+in averages or training.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from .averages import average_faces, default_average_plan
+from .cache import FeatureCache
 from .detector import Detector, new_card, pick_device
 from .faces import FaceDetector, faces_in_file
 from .features import create_feature_extractor
@@ -58,6 +60,8 @@ class FitConfig:
     weight_decay: float = 1e-5
     seed: int = 0
     tail: str = "two"
+    cache: str = "auto"  # where the feature cache lives: auto (RAM while it needs <= half the free memory), memory, disk
+    cache_dir: Path | None = None  # folder for an on-disk cache (default: the system's temporary folder)
     device: str = "auto"
 
 
@@ -74,6 +78,7 @@ class FitReport:
     losses: list[float] = field(default_factory=list)
     calibration_mean: float = float("nan")
     seconds: dict[str, float] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)  # where the feature cache lived, and its size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +136,23 @@ def collect_faces(
     return (np.stack(crops) if crops else empty), groups, len(files), skipped
 
 
+class Rows:
+    """Rows ``index`` of an array, read on demand: the fit part of 10k crops would be a 1.5 GB copy."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
+        self.array, self.index = array, np.asarray(index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.array.shape[1:])
+
+    def __getitem__(self, i) -> np.ndarray:
+        return self.array[self.index[i]]
+
+
 def fit(paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: bool = True) -> tuple[Detector, FitReport]:
     """Fit on the real faces under ``paths``; returns the detector and what happened."""
     paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
@@ -168,7 +190,7 @@ def fit_crops(
     if config.group_by not in ("file", "folder"):
         raise FitError("group_by must be 'file' or 'folder'")
     cal_mask = split_by_group(group_ids, config.calibration_fraction, rng)
-    fit_crops_, cal_crops = crops[~cal_mask], crops[cal_mask]
+    fit_crops_, cal_crops = Rows(crops, np.flatnonzero(~cal_mask)), crops[cal_mask]
     report.fit_faces, report.calibration_faces = len(fit_crops_), len(cal_crops)
     if report.fit_faces < MIN_FACES // 2:
         raise FitError(f"only {report.fit_faces} faces left to fit after holding out calibration; add more faces")
@@ -190,38 +212,13 @@ def fit_crops(
 
     # Cache backbone features of single fit faces once (float16): the backbone is frozen.
     t = time.perf_counter()
-    cache = _features(backbone, fit_crops_, config.batch_size, "features", progress)
+    cache = _features(backbone, fit_crops_, config, progress)
+    report.cache = {"where": cache.where, "bytes": cache.nbytes}
     report.seconds["features"] = time.perf_counter() - t
-
-    # Train the flows on the cache.
-    t = time.perf_counter()
-    model = MuFlowModel(backbone.channels, config.flow)
-    for tgt, fitted in zip(model.targets, targets):
-        tgt.load_state_dict(fitted.state_dict())
-    model.to(device)
-    report.epochs = config.epochs or default_epochs(report.fit_faces)
-    opt = torch.optim.Adam(model.flows.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(report.fit_faces / config.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=report.epochs * steps_per_epoch)
-    model.train()
-    for _ in track(range(report.epochs), "training", enabled=progress):
-        order = torch.from_numpy(rng.permutation(report.fit_faces))
-        total = 0.0
-        for s in range(0, report.fit_faces, config.batch_size):
-            idx = order[s : s + config.batch_size]
-            feats = [c[idx].to(device, non_blocking=True).float() for c in cache]
-            loss = model(feats)["score"].mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.flows.parameters(), 10.0)
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        report.losses.append(total / report.fit_faces)
-        if not math.isfinite(report.losses[-1]):
-            raise FitError("training diverged (non-finite loss); try a smaller --lr")
-    model.eval()
-    report.seconds["training"] = time.perf_counter() - t
+    try:
+        model = _train(model_for(backbone, targets, config.flow, device), cache, config, report, rng, device, progress)
+    finally:
+        cache.close()
 
     card = new_card(
         backbone=backbone,
@@ -265,10 +262,52 @@ def fit_crops(
     return detector, report
 
 
-def _features(backbone, crops: np.ndarray, batch: int, label: str, progress: bool) -> list[torch.Tensor]:
-    parts: list[list[torch.Tensor]] = [[] for _ in backbone.channels]
-    starts = range(0, len(crops), batch)
-    for s in track(starts, label.ljust(8), enabled=progress):
-        for j, f in enumerate(backbone(torch.from_numpy(crops[s : s + batch]))):
-            parts[j].append(f.to(torch.float16).cpu())
-    return [torch.cat(p) for p in parts]
+def _features(backbone, crops: np.ndarray, config: FitConfig, progress: bool) -> FeatureCache:
+    cache = None
+    try:
+        for s in track(range(0, len(crops), config.batch_size), "features", enabled=progress):
+            feats = backbone(torch.from_numpy(crops[s : s + config.batch_size]))
+            if cache is None:
+                cache = FeatureCache([tuple(f.shape[1:]) for f in feats], len(crops), config.cache, config.cache_dir)
+            cache.put(s, feats)
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise
+    return cache
+
+
+def model_for(backbone, targets: list[GaussianTarget], flow: FlowConfig, device: torch.device) -> MuFlowModel:
+    """Untrained flows (identity at start) over the fitted Gaussian targets."""
+    model = MuFlowModel(backbone.channels, flow)
+    for tgt, fitted in zip(model.targets, targets):
+        tgt.load_state_dict(fitted.state_dict())
+    return model.to(device)
+
+
+def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: FitReport, rng, device, progress: bool) -> MuFlowModel:
+    """Adam with a cosine schedule over ``report.epochs`` epochs of the cached features."""
+    t = time.perf_counter()
+    report.epochs = config.epochs or default_epochs(report.fit_faces)
+    opt = torch.optim.Adam(model.flows.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(report.fit_faces / config.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=report.epochs * steps_per_epoch)
+    model.train()
+    for _ in track(range(report.epochs), "training", enabled=progress):
+        order = rng.permutation(report.fit_faces)
+        total = 0.0
+        for s in range(0, report.fit_faces, config.batch_size):
+            idx = order[s : s + config.batch_size]
+            loss = model(cache.get(idx, device))["score"].mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.flows.parameters(), 10.0)
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        report.losses.append(total / report.fit_faces)
+        if not math.isfinite(report.losses[-1]):
+            raise FitError("training diverged (non-finite loss); try a smaller --lr")
+    model.eval()
+    report.seconds["training"] = time.perf_counter() - t
+    return model

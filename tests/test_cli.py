@@ -24,9 +24,13 @@ def test_fit_writes_a_complete_bundle(small_model):
     assert [layer["stride"] for layer in card["layers"]] == [4, 8, 16]
 
 
-def test_fit_is_reproducible(tmp_path, real_folder, small_model):
-    out = tmp_path / "again.muflow"
-    assert runner.invoke(app, ["fit", str(real_folder), "-o", str(out), *FAST_FIT]).exit_code == 0
+def test_fit_is_reproducible_and_the_disk_cache_changes_nothing(tmp_path, real_folder, small_model):
+    """small_model cached its features in RAM; this refit memory-maps them from disk."""
+    out, cache_dir = tmp_path / "again.muflow", tmp_path / "cache"
+    cache_dir.mkdir()
+    args = ["fit", str(real_folder), "-o", str(out), *FAST_FIT, "--cache", "disk", "--cache-dir", str(cache_dir)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert list(cache_dir.iterdir()) == []  # the memory-mapped files are gone after the fit
     from safetensors.torch import load_file
 
     a, b = load_file(str(small_model / "model.safetensors")), load_file(str(out / "model.safetensors"))
