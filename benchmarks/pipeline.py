@@ -13,6 +13,8 @@
    chunk, then score it, one detector using every core: muflow 0.1's schedule).
    Reported: images/s, faces/s, and end-to-end time as a share of the slowest stage's standalone
    time (issue #6's target: >= 85 %).
+4. The same with one core per stage (one detection worker, one scoring thread): on two cores
+   this is the setting where the stages do not compete, so it shows what the overlap costs.
 """
 
 from __future__ import annotations
@@ -111,14 +113,49 @@ def sequential_scan(det: Detector, files: list[Path], chunk: int) -> float:
     return time.perf_counter() - t0
 
 
+def one_core_each(folder: Path, files: list[Path]) -> None:
+    """Detection on one single-threaded worker, scoring on one thread: does the overlap itself cost anything?"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the scoring graph takes its thread count from torch's when it is built
+    try:
+        det = Detector.load()
+        det.score(np.zeros((1, det.crop_size, det.crop_size, 3), np.uint8))
+        config = ScanConfig(batch_size=8, workers=1)
+        stage = FaceStage(det, config)
+        t0 = time.perf_counter()
+        results = [f.result() for f in stage.submit(files)]
+        t_faces = time.perf_counter() - t0
+        stage.close()
+        crops = np.stack([f.crop for r in results if r.status == "ok" for f in r.faces])
+        del results
+        t0 = time.perf_counter()
+        det.score(crops, batch_size=8)
+        t_score = time.perf_counter() - t0
+        n_faces = len(crops)
+        del crops
+        t, _ = timed_scan(det, folder, config)
+    finally:
+        torch.set_num_threads(threads)
+    slow = max(t_faces, t_score)
+    print("\none core per stage (1 detection worker, 1 scoring thread):\n")
+    print("| run | seconds | rate | slowest stage alone / end to end |\n|---|---|---|---|")
+    print(f"| decode + detect + align alone | {t_faces:.1f} | {len(files) / t_faces:.1f} images/s | |")
+    print(f"| scoring alone | {t_score:.1f} | {n_faces / t_score:.1f} faces/s | |")
+    print(f"| scan end to end | {t:.1f} | {len(files) / t:.1f} images/s | {100 * slow / t:.0f} % |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folder", type=Path, default=Path("data/pipeline_1k"))
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--sample", type=int, default=100, help="files for the one-thread stage shares")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--only-one-core-each", action="store_true", help="run only the one-core-per-stage comparison")
     args = ap.parse_args()
     files = make_photos(args.folder, args.n)
+    if args.only_one_core_each:
+        one_core_each(args.folder, files)
+        return 0
     det = Detector.load()
     cores = len(os.sched_getaffinity(0))
     print(f"{len(files)} photos in {args.folder}; {cores} cores; onnxruntime {ort.__version__}; scoring engine {det.engine.name}\n")
@@ -157,6 +194,7 @@ def main() -> int:
         t, faces = timed_scan(det, args.folder, ScanConfig(batch_size=8, workers=w))
         mark = " (default)" if w == default_workers() else ""
         print(f"| overlapped, {w} workers{mark} | {t:.1f} | {len(files) / t:.1f} | {faces / t:.1f} | {100 * slow / t:.0f} % |", flush=True)
+    one_core_each(args.folder, files)
     return 0
 
 

@@ -55,6 +55,9 @@ class TorchEngine:
     def __init__(self, backbone: FeatureExtractor, model: MuFlowModel, device: torch.device) -> None:
         self.backbone, self.model, self.device = backbone, model, device
 
+    def set_spinning(self, on: bool) -> None:
+        """Nothing to set: torch's own thread pool decides."""
+
     @torch.inference_mode()
     def __call__(self, crops: torch.Tensor, with_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         out = self.model(self.backbone(crops.to(self.device)), with_maps=with_maps)
@@ -67,8 +70,6 @@ class OnnxEngine:
     name = "onnx"
 
     def __init__(self, backbone: FeatureExtractor, model: MuFlowModel, crop_size: int, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         graph = ScoringGraph(backbone, model).eval()
         n_layers = len(model.flows)
         buf = io.BytesIO()
@@ -84,15 +85,28 @@ class OnnxEngine:
                 output_names=["layers"] + [f"map{i}" for i in range(n_layers)],
                 dynamic_axes={name: {0: "batch"} for name in ["crops", "layers"] + [f"map{i}" for i in range(n_layers)]},
             )
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
-        opts.log_severity_level = 3
-        # Idle pool threads sleep instead of spinning: scoring shares the cores with the scan's
-        # detection workers, and spinning took 13 % longer end to end (docs/performance.md).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(buf.getvalue(), sess_options=opts, providers=["CPUExecutionProvider"])
-        self.graph_bytes = len(buf.getvalue())
+        self._graph = buf.getvalue()
+        self._threads = threads if threads is not None else torch.get_num_threads()
+        self._sessions: dict[bool, object] = {}
+        self.set_spinning(True)
+
+    @property
+    def graph_bytes(self) -> int:
+        return len(self._graph)
+
+    def set_spinning(self, on: bool) -> None:
+        """Whether idle pool threads spin (fastest alone: 100 vs 84 faces/s) or sleep (fastest when the
+        scan's detection workers share the cores: 24.1 vs 27.8 s end to end; docs/performance.md)."""
+        import onnxruntime as ort
+
+        if on not in self._sessions:  # one session per setting, built on first use (~0.1 s)
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.intra_op_num_threads = self._threads
+            opts.log_severity_level = 3
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if on else "0")
+            self._sessions[on] = ort.InferenceSession(self._graph, sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = self._sessions[on]
 
     def __call__(self, crops: torch.Tensor, with_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         outs = self.session.run(None, {"crops": np.ascontiguousarray(np.asarray(crops, dtype=np.uint8))})

@@ -150,6 +150,8 @@ def iter_scan(
         return journal.peek(index, ids[index]) is None
 
     stage = FaceStage(detector, config, transform)
+    engine = detector.engine
+    engine.set_spinning(False)  # scoring shares the cores with the detection workers
     ahead: dict[int, list[Future]] = {}
     bar = track(range(len(files)), "scanning", enabled=progress)
     try:
@@ -169,6 +171,7 @@ def iter_scan(
             pass
     finally:
         stage.close()
+        engine.set_spinning(True)
 
 
 def _score_chunk(results: list[FileFaces], shown: list[str], detector, config, tail, names) -> list[dict]:

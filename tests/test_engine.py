@@ -87,3 +87,14 @@ def test_target_inverse_factor_follows_loaded_state():
     torch.testing.assert_close(fresh.chol_inv @ fresh.chol, torch.eye(5), atol=1e-5, rtol=0)
     x = torch.randn(4, 5)
     torch.testing.assert_close(fresh.log_prob(x), fitted.log_prob(x))
+
+
+def test_spinning_changes_speed_not_scores(engines, real_crops):
+    onnx_det, _ = engines
+    engine = onnx_det.engine
+    spinning = engine(torch.from_numpy(real_crops), False)[0]
+    engine.set_spinning(False)
+    try:
+        np.testing.assert_array_equal(engine(torch.from_numpy(real_crops), False)[0], spinning)
+    finally:
+        engine.set_spinning(True)
