@@ -3,7 +3,7 @@
 Why two: on CPU, eager torch spends about a quarter of its time in separate batch-norm passes
 and many small element-wise ops between convolutions. ONNX Runtime folds batch norm into the
 convolutions, fuses activations and runs blocked convolution kernels: the same scores at about
-2.2x the faces/s for the default model (docs/performance.md). On CUDA, torch is used (muflow does
+2x the faces/s for the default model (docs/performance.md). On CUDA, torch is used (muflow does
 not depend on onnxruntime-gpu).
 
 The ONNX graph is exported in memory from the loaded model each time a detector builds it
