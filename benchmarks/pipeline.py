@@ -32,9 +32,9 @@ import pandas as pd
 import torch
 
 from muflow_cli.detector import Detector
-from muflow_cli.faces import align, faces_in_file
+from muflow_cli.faces import FaceStage, align, default_workers, faces_in_file
 from muflow_cli.images import iter_image_files, read_image
-from muflow_cli.scan import FaceStage, ScanConfig, default_workers, scan
+from muflow_cli.scan import ScanConfig, scan
 from muflow_cli.tables import write_table
 
 SOURCES = ["data/fit/dlib_photos", "data/fit/pyfeat_photos", "data/heldout"]
@@ -121,7 +121,7 @@ def one_core_each(folder: Path, files: list[Path]) -> None:
         det = Detector.load()
         det.score(np.zeros((1, det.crop_size, det.crop_size, 3), np.uint8))
         config = ScanConfig(batch_size=8, workers=1)
-        stage = FaceStage(det, config)
+        stage = FaceStage(lambda: det.face_detector(threads=1), det.crop_size, det.context, workers=config.workers)
         t0 = time.perf_counter()
         results = [f.result() for f in stage.submit(files)]
         t_faces = time.perf_counter() - t0
@@ -168,7 +168,7 @@ def main() -> int:
         print(f"| {k} | {v:.2f} | {100 * v / total:.1f} % |")
 
     config = ScanConfig(batch_size=8)
-    stage = FaceStage(det, config)
+    stage = FaceStage(lambda: det.face_detector(threads=1), det.crop_size, det.context, workers=config.workers)
     t0 = time.perf_counter()
     results = [f.result() for f in stage.submit(files)]
     t_faces = time.perf_counter() - t0

@@ -23,7 +23,7 @@ import torch
 from .averages import average_faces, default_average_plan
 from .cache import FeatureCache
 from .detector import Detector, new_card, pick_device
-from .faces import FaceDetector, faces_in_file
+from .faces import FaceDetector, FaceStage
 from .features import create_feature_extractor
 from .images import iter_image_files
 from .model import FlowConfig, MuFlowModel
@@ -118,22 +118,35 @@ def split_by_group(group_ids: np.ndarray, fraction: float, rng: np.random.Genera
 def collect_faces(
     paths: list[Path], config: FitConfig, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, int, Counter]:
-    """Aligned crops (N, S, S, 3) of every usable face, the group index of each, file count, skips."""
-    detector = FaceDetector(config.detector, config.det_threshold)
+    """Aligned crops (N, S, S, 3) of every usable face, the group index of each, file count, skips.
+
+    Files are read on the same worker pool as ``muflow scan`` (faces.FaceStage)."""
     files = list(iter_image_files(paths))
     crops, ids, skipped = [], [], Counter()
-    for i, path in enumerate(track(files, "faces   ", enabled=progress)):
-        res = faces_in_file(path, detector, config.crop_size, config.context, config.max_faces_per_image)
-        if res.status != "ok":
-            skipped[res.status] += 1
-            continue
-        kept = [f for f in res.faces if f.size_px >= config.min_face_px]
-        skipped["small_face"] += len(res.faces) - len(kept)
-        crops += [f.crop for f in kept]
-        ids += [i if config.group_by == "file" else path.parent] * len(kept)
+    make = lambda: FaceDetector(config.detector, config.det_threshold, threads=1)  # noqa: E731
+    with FaceStage(make, config.crop_size, config.context, config.max_faces_per_image) as stage:
+        results = track(stage.map(files), "faces   ", total=len(files), enabled=progress)
+        for i, (path, res) in enumerate(zip(files, results)):
+            if res.status != "ok":
+                skipped[res.status] += 1
+                continue
+            kept = [f for f in res.faces if f.size_px >= config.min_face_px]
+            skipped["small_face"] += len(res.faces) - len(kept)
+            crops += [f.crop for f in kept]
+            ids += [i if config.group_by == "file" else path.parent] * len(kept)
     empty = np.zeros((0, config.crop_size, config.crop_size, 3), np.uint8)
     groups = np.unique(np.asarray([str(g) for g in ids]), return_inverse=True)[1] if ids else np.zeros(0, int)
-    return (np.stack(crops) if crops else empty), groups, len(files), skipped
+    return _stack(crops, empty), groups, len(files), skipped
+
+
+def _stack(crops: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    """np.stack without holding the list and the array at once (10k crops are 1.9 GB each way)."""
+    if not crops:
+        return empty
+    out = np.empty((len(crops), *crops[0].shape), crops[0].dtype)
+    for i in range(len(crops)):
+        out[i], crops[i] = crops[i], None
+    return out
 
 
 class Rows:

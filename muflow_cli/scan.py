@@ -12,9 +12,8 @@ more work per second than one image split over all cores (docs/performance.md).
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .detector import Detector
-from .faces import FileFaces, faces_in_file
+from .faces import FaceStage, FileFaces
 from .images import iter_image_files
 from .journal import ScanJournal, file_identity, run_settings
 from .progress import track
@@ -40,7 +39,7 @@ class ScanConfig:
     max_faces: int = 0
     chunk_files: int = 16  # files per unit of work: scored together, journaled together
     visuals: bool = False  # keep thumbnails, heat maps and marked-up images for an HTML report
-    workers: int = 0  # detection threads, one image each; 0: one per CPU core, at most MAX_WORKERS
+    workers: int = 0  # detection threads, one image each; 0: one per CPU core (faces.default_workers)
 
     def check(self) -> None:
         if not 0 < self.fpr < 1:
@@ -88,38 +87,6 @@ def scan_settings(detector: Detector, config: ScanConfig, paths: list[Path]) -> 
     return settings
 
 
-MAX_WORKERS = 8
-
-
-def default_workers() -> int:
-    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-
-
-class FaceStage:
-    """Decode + detect + align on a pool of ``workers`` threads, each with its own single-threaded
-    face detector. ``submit`` returns futures in file order: results never depend on the thread count.
-    """
-
-    def __init__(self, detector: Detector, config: ScanConfig, transform=None) -> None:
-        self.workers = config.workers or default_workers()
-        self._args = (detector.crop_size, detector.context, config.max_faces, transform, config.visuals)
-        self._make = lambda: detector.face_detector(config.detector, config.det_threshold, threads=1)
-        self._local = threading.local()
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="muflow-faces")
-
-    def _one(self, path: Path) -> FileFaces:
-        det = getattr(self._local, "detector", None)
-        if det is None:
-            det = self._local.detector = self._make()
-        return faces_in_file(path, det, *self._args)
-
-    def submit(self, paths: list[Path]) -> list[Future]:
-        return [self._pool.submit(self._one, p) for p in paths]
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 def iter_scan(
     paths: Iterable[Path],
     detector: Detector,
@@ -149,7 +116,10 @@ def iter_scan(
         ids.setdefault(index, [file_identity(p, s) for p, s in zip(chunks[index], shown[index])])
         return journal.peek(index, ids[index]) is None
 
-    stage = FaceStage(detector, config, transform)
+    stage = FaceStage(
+        lambda: detector.face_detector(config.detector, config.det_threshold, threads=1),
+        detector.crop_size, detector.context, config.max_faces, transform, config.visuals, config.workers,
+    )
     engine = detector.engine
     engine.set_spinning(False)  # scoring shares the cores with the detection workers
     ahead: dict[int, list[Future]] = {}

@@ -129,3 +129,13 @@ def test_fit_refuses_to_overwrite_a_folder_that_is_not_a_model(real_folder):
     res = runner.invoke(app, ["fit", str(real_folder), "-o", str(real_folder / "group"), *FAST_FIT])
     assert res.exit_code == 2 and "is not a muflow model" in res.output
     assert len(list((real_folder / "group").iterdir())) == 5
+
+
+def test_scan_tables_do_not_depend_on_the_number_of_workers(tmp_path, real_folder, small_model):
+    outs = []
+    for workers in (1, 3):
+        out = tmp_path / f"w{workers}.csv"
+        args = ["scan", str(real_folder), "-m", str(small_model), "--csv", str(out), "--workers", str(workers), "--chunk-files", "3", "-q"]
+        assert runner.invoke(app, args).exit_code == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] and outs[0].count(b",ok,") == 36
