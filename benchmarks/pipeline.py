@@ -181,7 +181,7 @@ def main() -> int:
     n_faces = len(crops)
     del crops
     slow = max(t_faces, t_score)
-    print(f"\nstages alone, whole machine ({stage.workers} detection workers; scoring {det.engine.name}, batch 8):\n")
+    print(f"\nstages alone, whole machine ({stage.workers} detection workers; scoring {det.engine.name}, batch 8; {n_faces} faces):\n")
     print("| stage | seconds | rate |\n|---|---|---|")
     print(f"| decode + detect + align | {t_faces:.1f} | {len(files) / t_faces:.1f} images/s |")
     print(f"| scoring | {t_score:.1f} | {n_faces / t_score:.1f} faces/s |")

@@ -201,8 +201,8 @@ def default_workers() -> int:
 class FaceStage:
     """Read + detect + align files on a pool of threads, each with its own single-threaded detector.
 
-    One image per core does more work per second than one image split across all cores (24 vs 18
-    images/s on two cores, docs/performance.md); onnxruntime, OpenCV and numpy release the GIL.
+    One image per core does more work per second than one image split across all cores (1.3x on two
+    cores, docs/performance.md); onnxruntime, OpenCV and numpy release the GIL.
     ``submit`` returns futures in file order, so results never depend on the number of workers.
     """
 
