@@ -98,3 +98,24 @@ def test_spinning_changes_speed_not_scores(engines, real_crops):
         np.testing.assert_array_equal(engine(torch.from_numpy(real_crops), False)[0], spinning)
     finally:
         engine.set_spinning(True)
+
+
+def test_auto_falls_back_to_torch_when_the_graph_fails_or_disagrees(monkeypatch, default_detector):
+    """An exporter that raises, or a graph off by more than TOLERANCE: auto warns and uses torch; onnx refuses."""
+    import muflow_cli.engine as engine
+
+    args = (default_detector.backbone, default_detector.model, torch.device("cpu"), 256)
+    monkeypatch.setattr(engine, "max_relative_gap", lambda a, b: 10 * TOLERANCE)
+    with pytest.warns(UserWarning, match="differ from torch"):
+        assert isinstance(create_engine("auto", *args), TorchEngine)
+    with pytest.raises(EngineError, match="differ from torch"):
+        create_engine("onnx", *args)
+
+    def broken_export(*a, **k):
+        raise RuntimeError("exporter gone")
+
+    monkeypatch.setattr(torch.onnx, "export", broken_export)
+    with pytest.warns(UserWarning, match="exporter gone"):
+        assert isinstance(create_engine("auto", *args), TorchEngine)
+    with pytest.raises(EngineError, match="exporter gone"):
+        create_engine("onnx", *args)
