@@ -113,6 +113,20 @@ def sequential_scan(det: Detector, files: list[Path], chunk: int) -> float:
     return time.perf_counter() - t0
 
 
+def stages_alone(det: Detector, files: list[Path], workers: int) -> tuple[float, float, int]:
+    """Seconds for decode + detect + align of ``files`` on the scan's worker pool, seconds to score
+    all their faces (batch 8), and the number of faces."""
+    with FaceStage(lambda: det.face_detector(threads=1), det.crop_size, det.context, workers=workers) as stage:
+        t0 = time.perf_counter()
+        results = [f.result() for f in stage.submit(files)]
+        t_faces = time.perf_counter() - t0
+    crops = np.stack([f.crop for r in results if r.status == "ok" for f in r.faces])
+    del results
+    t0 = time.perf_counter()
+    det.score(crops, batch_size=8)
+    return t_faces, time.perf_counter() - t0, len(crops)
+
+
 def one_core_each(folder: Path, files: list[Path]) -> None:
     """Detection on one single-threaded worker, scoring on one thread: does the overlap itself cost anything?"""
     threads = torch.get_num_threads()
@@ -121,18 +135,7 @@ def one_core_each(folder: Path, files: list[Path]) -> None:
         det = Detector.load()
         det.score(np.zeros((1, det.crop_size, det.crop_size, 3), np.uint8))
         config = ScanConfig(batch_size=8, workers=1)
-        stage = FaceStage(lambda: det.face_detector(threads=1), det.crop_size, det.context, workers=config.workers)
-        t0 = time.perf_counter()
-        results = [f.result() for f in stage.submit(files)]
-        t_faces = time.perf_counter() - t0
-        stage.close()
-        crops = np.stack([f.crop for r in results if r.status == "ok" for f in r.faces])
-        del results
-        t0 = time.perf_counter()
-        det.score(crops, batch_size=8)
-        t_score = time.perf_counter() - t0
-        n_faces = len(crops)
-        del crops
+        t_faces, t_score, n_faces = stages_alone(det, files, config.workers)
         t, _ = timed_scan(det, folder, config)
     finally:
         torch.set_num_threads(threads)
@@ -168,20 +171,9 @@ def main() -> int:
         print(f"| {k} | {v:.2f} | {100 * v / total:.1f} % |")
 
     config = ScanConfig(batch_size=8)
-    stage = FaceStage(lambda: det.face_detector(threads=1), det.crop_size, det.context, workers=config.workers)
-    t0 = time.perf_counter()
-    results = [f.result() for f in stage.submit(files)]
-    t_faces = time.perf_counter() - t0
-    stage.close()
-    crops = np.stack([f.crop for r in results if r.status == "ok" for f in r.faces])
-    del results
-    t0 = time.perf_counter()
-    det.score(crops, batch_size=8)
-    t_score = time.perf_counter() - t0
-    n_faces = len(crops)
-    del crops
+    t_faces, t_score, n_faces = stages_alone(det, files, config.workers)
     slow = max(t_faces, t_score)
-    print(f"\nstages alone, whole machine ({stage.workers} detection workers; scoring {det.engine.name}, batch 8; {n_faces} faces):\n")
+    print(f"\nstages alone, whole machine ({config.workers or default_workers()} detection workers; scoring {det.engine.name}, batch 8; {n_faces} faces):\n")
     print("| stage | seconds | rate |\n|---|---|---|")
     print(f"| decode + detect + align | {t_faces:.1f} | {len(files) / t_faces:.1f} images/s |")
     print(f"| scoring | {t_score:.1f} | {n_faces / t_score:.1f} faces/s |")

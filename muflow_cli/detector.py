@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .engine import ENGINES, OnnxEngine, TorchEngine, create_engine
+from .engine import OnnxEngine, TorchEngine, check_engine_name, create_engine
 from .faces import template
 from .features import FeatureExtractor, backbone_card
 from .model import FlowConfig, MuFlowModel
@@ -104,8 +104,7 @@ class Detector:
 
     def use_engine(self, name: str = "auto") -> "Detector":
         """Score with ``auto`` (ONNX Runtime on CPU, torch on CUDA), ``torch`` or ``onnx`` (see engine.py)."""
-        if name not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
+        check_engine_name(name)
         self.engine_name, self._engine = name, None
         return self
 

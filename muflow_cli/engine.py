@@ -90,10 +90,6 @@ class OnnxEngine:
         self._sessions: dict[bool, object] = {}
         self.set_spinning(True)
 
-    @property
-    def graph_bytes(self) -> int:
-        return len(self._graph)
-
     def set_spinning(self, on: bool) -> None:
         """Whether idle pool threads spin (fastest alone: 100 vs 84 faces/s) or sleep (fastest when the
         scan's detection workers share the cores: 24.1 vs 27.8 s end to end; docs/performance.md)."""
@@ -128,30 +124,32 @@ def max_relative_gap(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(a))))
 
 
+def check_engine_name(name: str) -> None:
+    if name not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
+
+
 def create_engine(
     name: str, backbone: FeatureExtractor, model: MuFlowModel, device: torch.device, crop_size: int
 ) -> TorchEngine | OnnxEngine:
     """``auto``: ONNX Runtime on CPU when it builds and matches torch, else torch; ``torch``/``onnx``: as named."""
-    if name not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
+    check_engine_name(name)
     torch_engine = TorchEngine(backbone, model, device)
     if name == "torch" or (name == "auto" and device.type != "cpu"):
         return torch_engine
     if device.type != "cpu":
         raise EngineError("--engine onnx runs on the CPU; use --device cpu or --engine torch")
+    cause: Exception | None = None
     try:
         onnx_engine = OnnxEngine(backbone, model, crop_size)
         probe = probe_crops(crop_size)
         gap = max_relative_gap(torch_engine(probe, False)[0], onnx_engine(probe, False)[0])
+        if gap <= TOLERANCE:
+            return onnx_engine
+        problem = f"the ONNX graph's scores differ from torch's by {gap:.2g} (relative) > {TOLERANCE:g}"
     except Exception as exc:  # the exporter and ORT raise many kinds
-        if name == "onnx":
-            raise EngineError(f"cannot build the ONNX scoring graph: {exc}") from exc
-        warnings.warn(f"muflow: scoring with torch, the ONNX graph could not be built ({type(exc).__name__}: {exc})", stacklevel=2)
-        return torch_engine
-    if gap > TOLERANCE:
-        msg = f"the ONNX graph's scores differ from torch's by {gap:.2g} (relative) > {TOLERANCE:g}"
-        if name == "onnx":
-            raise EngineError(msg)
-        warnings.warn(f"muflow: scoring with torch: {msg}", stacklevel=2)
-        return torch_engine
-    return onnx_engine
+        cause, problem = exc, f"the ONNX scoring graph could not be built ({type(exc).__name__}: {exc})"
+    if name == "onnx":
+        raise EngineError(problem) from cause
+    warnings.warn(f"muflow: scoring with torch: {problem}", stacklevel=2)
+    return torch_engine

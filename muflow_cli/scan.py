@@ -107,14 +107,11 @@ def iter_scan(
     shown = [[shown_path(p) for p in chunk] for chunk in chunks]
     ids: dict[int, list] = {}
 
-    def todo(index: int) -> bool:
-        """Whether chunk ``index`` exists and the journal does not already hold it (unchanged)."""
-        if index >= len(chunks):
-            return False
-        if journal is None:
-            return True
-        ids.setdefault(index, [file_identity(p, s) for p, s in zip(chunks[index], shown[index])])
-        return journal.peek(index, ids[index]) is None
+    def ids_of(index: int) -> list:
+        """Path, size and mtime of chunk ``index``'s files, read once (what the journal compares)."""
+        if index not in ids:
+            ids[index] = [file_identity(p, s) for p, s in zip(chunks[index], shown[index])]
+        return ids[index]
 
     stage = FaceStage(
         lambda: detector.face_detector(config.detector, config.det_threshold, threads=1),
@@ -126,14 +123,15 @@ def iter_scan(
     bar = track(range(len(files)), "scanning", enabled=progress)
     try:
         for index, chunk in enumerate(chunks):
-            rows = journal.lookup(index, ids[index]) if journal is not None and not todo(index) else None
+            rows = journal.lookup(index, ids_of(index)) if journal is not None else None
             if rows is None:
                 futures = ahead.pop(index, None) or stage.submit(chunk)
-                if todo(index + 1):  # the next chunk is decoded and detected while this one is scored
-                    ahead[index + 1] = stage.submit(chunks[index + 1])
+                nxt = index + 1  # decoded and detected while this chunk is scored, unless the journal holds it
+                if nxt < len(chunks) and (journal is None or journal.peek(nxt, ids_of(nxt)) is None):
+                    ahead[nxt] = stage.submit(chunks[nxt])
                 rows = _score_chunk([f.result() for f in futures], shown[index], detector, config, tail, names)
                 if journal is not None:
-                    journal.record(index, ids[index], rows)
+                    journal.record(index, ids_of(index), rows)
             for _ in chunk:
                 next(bar, None)
             yield from rows
