@@ -31,7 +31,7 @@ import onnxruntime as ort
 import pandas as pd
 import torch
 
-from muflow_cli.detector import Detector
+from muflow_cli.deepfake_model import DeepfakeModel
 from muflow_cli.faces import FaceStage, align, default_workers, faces_in_file
 from muflow_cli.images import iter_image_files, read_image
 from muflow_cli.scan import ScanConfig, scan
@@ -57,9 +57,9 @@ def make_photos(out: Path, n: int) -> list[Path]:
     return sorted(out.glob("*.jpg"))[:n]
 
 
-def stage_shares(det: Detector, files: list[Path]) -> dict[str, float]:
+def stage_shares(det: DeepfakeModel, files: list[Path]) -> dict[str, float]:
     """Seconds per stage, one thread each, over ``files``."""
-    fd = det.face_detector(threads=1)
+    fd = det.card.face_detector.build(threads=1)
     t = dict.fromkeys(["decode", "detection", "alignment", "scoring", "writing"], 0.0)
     crops, rows = [], []
     for p in files:
@@ -78,7 +78,7 @@ def stage_shares(det: Detector, files: list[Path]) -> dict[str, float]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the scoring graph takes its thread count from torch's when it is built
     try:
-        one = Detector.load()
+        one = DeepfakeModel.load()
         one.score(np.stack(crops[:2]), batch_size=8)  # build it outside the timing
         t0 = time.perf_counter()
         out = one.score(np.stack(crops), batch_size=8)
@@ -94,7 +94,7 @@ def stage_shares(det: Detector, files: list[Path]) -> dict[str, float]:
     return t
 
 
-def timed_scan(det: Detector, folder: Path, config: ScanConfig) -> tuple[float, int]:
+def timed_scan(det: DeepfakeModel, folder: Path, config: ScanConfig) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         df = scan([folder], det, config, progress=False)
@@ -102,9 +102,9 @@ def timed_scan(det: Detector, folder: Path, config: ScanConfig) -> tuple[float, 
         return time.perf_counter() - t0, int((df["status"] == "ok").sum())
 
 
-def sequential_scan(det: Detector, files: list[Path], chunk: int) -> float:
+def sequential_scan(det: DeepfakeModel, files: list[Path], chunk: int) -> float:
     """muflow 0.1's schedule: detect a chunk (one detector, every core), then score it."""
-    fd = det.face_detector()
+    fd = det.card.face_detector.build()
     t0 = time.perf_counter()
     for i in range(0, len(files), chunk):
         crops = [f.crop for p in files[i : i + chunk] for f in (faces_in_file(p, fd, det.crop_size, det.context).faces or [])]
@@ -113,10 +113,10 @@ def sequential_scan(det: Detector, files: list[Path], chunk: int) -> float:
     return time.perf_counter() - t0
 
 
-def stages_alone(det: Detector, files: list[Path], workers: int) -> tuple[float, float, int]:
+def stages_alone(det: DeepfakeModel, files: list[Path], workers: int) -> tuple[float, float, int]:
     """Seconds for decode + detect + align of ``files`` on the scan's worker pool, seconds to score
     all their faces (batch 8), and the number of faces."""
-    with FaceStage(lambda: det.face_detector(threads=1), det.crop_size, det.context, workers=workers) as stage:
+    with FaceStage(lambda: det.card.face_detector.build(threads=1), det.crop_size, det.context, workers=workers) as stage:
         t0 = time.perf_counter()
         results = [f.result() for f in stage.submit(files)]
         t_faces = time.perf_counter() - t0
@@ -132,7 +132,7 @@ def one_core_each(folder: Path, files: list[Path]) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the scoring graph takes its thread count from torch's when it is built
     try:
-        det = Detector.load()
+        det = DeepfakeModel.load()
         det.score(np.zeros((1, det.crop_size, det.crop_size, 3), np.uint8))
         config = ScanConfig(batch_size=8, workers=1)
         t_faces, t_score, n_faces = stages_alone(det, files, config.workers)
@@ -159,7 +159,7 @@ def main() -> int:
     if args.only_one_core_each:
         one_core_each(args.folder, files)
         return 0
-    det = Detector.load()
+    det = DeepfakeModel.load()
     cores = len(os.sched_getaffinity(0))
     print(f"{len(files)} photos in {args.folder}; {cores} cores; onnxruntime {ort.__version__}; scoring engine {det.engine.name}\n")
 

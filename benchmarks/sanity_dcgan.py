@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from muflow_cli.detector import Detector
+from muflow_cli.deepfake_model import DeepfakeModel
 from muflow_cli.scan import ScanConfig, scan
 
 
@@ -25,14 +25,14 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--data", type=Path, default=Path("data"))
     args = ap.parse_args()
-    det = Detector.load(args.model)
+    det = DeepfakeModel.load(args.model)
     t = time.perf_counter()
     other = scan([args.data / "heldout"], det, ScanConfig(), progress=False)
     fake = scan([args.data / "dcgan"], det, ScanConfig(), progress=False)
     secs = time.perf_counter() - t
     other_s = other.loc[other.status == "ok", "score"].to_numpy(float)
     fake_s = fake.loc[fake.status == "ok", "score"].to_numpy(float)
-    cal = det.calibration
+    cal = det.calibration.scores
     print(f"scan time {secs:.1f} s; faces: calibration reals {len(cal)}, other-source reals {len(other_s)}, "
           f"DCGAN {len(fake_s)} of {fake['file'].nunique()} images")
     for name, reals in (("calibration reals (same sources, held out)", cal), ("other-source reals", other_s)):
@@ -41,8 +41,8 @@ def main() -> int:
         print(f"{name}: median real {np.median(reals):.4f}, median DCGAN {np.median(fake_s):.4f}; "
               f"AUC(fake=higher) {roc_auc_score(y, s):.3f}")
     for tail in ("two", "upper"):
-        p_fake = det.p_values(fake_s, tail)
-        p_other = det.p_values(other_s, tail)
+        p_fake = det.calibration.p_values(fake_s, tail)
+        p_other = det.calibration.p_values(other_s, tail)
         print(f"tail={tail}: DCGAN flagged at fpr 0.05: {np.mean(p_fake <= 0.05):.3f}; "
               f"other-source reals flagged: {np.mean(p_other <= 0.05):.3f}")
     return 0

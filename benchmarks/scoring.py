@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from muflow_cli.detector import Detector
+from muflow_cli.deepfake_model import DeepfakeModel
 from muflow_cli.engine import OnnxEngine, TorchEngine, max_relative_gap
 from muflow_cli.features import FeatureExtractor, backbone_card
 from muflow_cli.model import FlowConfig, MuFlowModel
@@ -49,7 +49,7 @@ def _sync(device: torch.device) -> None:
 
 def build(config: str, device: torch.device) -> tuple[FeatureExtractor, MuFlowModel]:
     if config == "default":
-        det = Detector.load()
+        det = DeepfakeModel.load()
         return det.backbone.to(device), det.model.to(device)
     backbone = FeatureExtractor(backbone_card("resnet50", (1, 2, 3)), random_init=True)
     model = MuFlowModel(backbone.channels, FlowConfig(steps=8)).eval()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 
-from muflow_cli.detector import Detector
+from muflow_cli.deepfake_model import DeepfakeModel
 from muflow_cli.video import sample_frames
 from muflow_cli.video_scan import VideoConfig, scan_videos
 
@@ -80,7 +80,7 @@ def main() -> int:
         t_grab, n_grab = timed(lambda: sum(1 for _ in sample_frames(v, args.fps)[1]))
         t_seek, n_seek = timed(lambda: seek_sampling(v, args.fps))
         print(f"| {v.name} | {info.frames} | {info.width}x{info.height} | {t_grab:.3f} ({n_grab}) | {t_seek:.3f} ({n_seek}) | {t_seek / t_grab:.2f} |")
-    det = Detector.load()
+    det = DeepfakeModel.load()
     t = time.perf_counter()
     frames, tracks = scan_videos(videos, det, VideoConfig(fps=args.fps), progress=False)
     secs = time.perf_counter() - t

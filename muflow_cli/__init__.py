@@ -1,16 +1,16 @@
 """muflow: find deepfake faces with µFlow, a one-class detector fitted on real faces only."""
 
-__version__ = "0.1.0"
+from .version import __version__
 
-__all__ = ["__version__", "Detector", "fit", "scan"]
+__all__ = ["__version__", "DeepfakeModel", "fit", "scan"]
 
 
 def __getattr__(name: str):
     # Lazy: `import muflow_cli` stays cheap (torch loads only when a model is used).
-    if name == "Detector":
-        from .detector import Detector
+    if name == "DeepfakeModel":
+        from .deepfake_model import DeepfakeModel
 
-        return Detector
+        return DeepfakeModel
     if name == "fit":
         from .fit import fit
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-WHERE = ("auto", "memory", "disk")
+CACHE_PLACES = ("auto", "memory", "disk")
 
 
 def available_memory() -> int | None:
@@ -41,8 +41,8 @@ class FeatureCache:
     """One float16 array per layer, (n, C, H, W), in RAM or memory-mapped from a temporary file."""
 
     def __init__(self, shapes: list[tuple[int, int, int]], n: int, where: str = "auto", directory: Path | None = None) -> None:
-        if where not in WHERE:
-            raise ValueError(f"cache must be one of {', '.join(WHERE)}, not {where!r}")
+        if where not in CACHE_PLACES:
+            raise ValueError(f"cache must be one of {', '.join(CACHE_PLACES)}, not {where!r}")
         self.n = n
         self.bytes_per_face = sum(2 * math.prod(s) for s in shapes)
         avail = available_memory()

@@ -1,54 +1,60 @@
-"""The ``muflow`` command: parses arguments, calls the Python API, renders results."""
+"""The ``muflow`` command: parses arguments, calls the Python API, renders results.
+
+Every rule lives in the library (a config's ``check()``); every error is a ``MuflowError``
+caught in one place (:func:`_command`) and turned into a message and an exit status.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from .version import __version__
+from .errors import MuflowError
+from .progress import stderr as err
+from .progress import stdout as out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find deepfake faces with µFlow (one-class, fitted on real faces).")
 weights_app = typer.Typer(no_args_is_help=True, help="Bundled model files: licences and integrity.")
 app.add_typer(weights_app, name="weights")
-out = Console()
-err = Console(stderr=True)
 
 
-class Tail(str, Enum):
-    two = "two"
-    upper = "upper"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A Typer choice type built from one of the library's own name lists."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class CacheWhere(str, Enum):
-    auto = "auto"
-    memory = "memory"
-    disk = "disk"
-
-
-class Engine(str, Enum):
-    auto = "auto"
-    torch = "torch"
-    onnx = "onnx"
-
-
-class GroupBy(str, Enum):
-    file = "file"
-    folder = "folder"
-
-
-class DetectorKind(str, Enum):
-    scrfd = "scrfd"
-    yunet = "yunet"
+# The library's name lists, without importing torch at start-up.
+Tail = _choices("Tail", ("two", "upper"))  # score.TAILS
+CacheWhere = _choices("CacheWhere", ("auto", "memory", "disk"))  # cache.CACHE_PLACES
+Engine = _choices("Engine", ("auto", "torch", "onnx"))  # engine.ENGINES
+GroupBy = _choices("GroupBy", ("file", "folder"))  # fit.GROUP_BY
+FaceDetectorKind = _choices("FaceDetectorKind", ("scrfd", "yunet"))  # faces.DETECTORS
 
 
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _command(fn: Callable) -> Callable:
+    """The one place where library errors become a message and an exit status (1: failed, 2: usage)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MuflowError as exc:
+            _fail(str(exc), exc.exit_code)
+
+    return run
 
 
 def _version(value: bool) -> None:
@@ -64,57 +70,65 @@ def main(
     """Find deepfake faces with µFlow (one-class, fitted on real faces)."""
 
 
-def _batch(batch_size: Optional[int], det) -> int:
-    """Measured on a 2-core CPU (benchmarks/scoring.py): batch 8 is the fastest or within noise of it for
-    both engines (eager torch: ~25 % more faces/s than 32, depthwise convolutions spill the cache at large
-    batches; ONNX Runtime: flat from 1 to 8, a few % slower at 32). CUDA: not measured yet."""
-    return batch_size or (8 if det.device.type == "cpu" else 32)
-
-
 ENGINE_HELP = "Scoring engine: auto (ONNX Runtime on CPU, checked against torch; torch on CUDA), torch or onnx."
+FACE_DETECTOR_HELP = "Face detector; default: the one the model was fitted with."
 
 
-def _load(model: Optional[Path], device: str, backbone_weights: Optional[Path], engine: str = "auto"):
-    from .detector import Detector
-    from .engine import EngineError
-    from .weights import WeightsError
+def _face_detector_option(default):
+    return typer.Option(default, "--face-detector", help=FACE_DETECTOR_HELP if default is None else "Face detector.")
 
+
+# `--detector` was the face detector's flag before 0.2; it still works, hidden.
+_OLD_DETECTOR = typer.Option(None, "--detector", hidden=True)
+
+
+def _face_detector(new, old) -> Optional[str]:
+    chosen = new or old
+    return chosen.value if chosen is not None else None
+
+
+def _load(model: Optional[Path], device: str, backbone_weights: Optional[Path] = None, engine: str = "auto"):
+    from .deepfake_model import DeepfakeModel
+
+    det = DeepfakeModel.load(model, backbone_weights=backbone_weights).to(device).use_engine(engine)
+    if engine != "auto":
+        det.engine  # build now: a named engine that cannot run is an error before any work starts
+    return det
+
+
+def _check_paths(paths: list[Path]) -> None:
+    missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
+    if missing and len(missing) == len(paths):
+        _fail(f"no such file or folder: {', '.join(missing)}", 2)
+
+
+def _journaled(outputs: list[Path], settings: Callable[[], dict], resume: bool, run: Callable, write: Callable, unit: str = "files"):
+    """``write(run(journal))`` with a journal beside the first output (None without one): say how to go
+    on after Ctrl-C (exit 130); the journal is removed only once the outputs are written."""
+    from .journal import ScanJournal, journal_path
+
+    journal = ScanJournal(journal_path(outputs[0]), settings(), resume) if outputs else None
     try:
-        det = Detector.load(model, backbone_weights=backbone_weights).to(device).use_engine(engine)
-        if engine != "auto":
-            det.engine  # build now: a named engine that cannot run is an error before any work starts
-        return det
-    except (WeightsError, EngineError, ValueError) as exc:
-        _fail(str(exc))
-
-
-def _open_journal(output: Optional[Path], settings: dict, resume: bool):
-    """The run's journal beside its first output file (None without one)."""
-    from .journal import ResumeError, ScanJournal, journal_path
-
-    if output is None:
-        return None
-    try:
-        return ScanJournal(journal_path(output), settings, resume)
-    except ResumeError as exc:
-        _fail(str(exc), 2)
-
-
-def _interrupted(journal, unit: str) -> None:
-    """Ctrl-C: say how far the run got and how to go on; exit 130 like a shell."""
-    if journal is None:
-        err.print("interrupted; nothing was written (give an output file to make a run resumable)")
-    else:
-        journal.close()
-        err.print(f"interrupted: {journal.files_done} {unit} are done and kept in {journal.path}; "
-                  "run the same command with --resume to continue", highlight=False, soft_wrap=True)
-    raise typer.Exit(130)
+        result = run(journal)
+    except KeyboardInterrupt:
+        if journal is None:
+            err.print("interrupted; nothing was written (give an output file to make a run resumable)")
+        else:
+            journal.close()
+            err.print(f"interrupted: {journal.files_done} {unit} are done and kept in {journal.path}; "
+                      "run the same command with --resume to continue", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    write(result)
+    if journal is not None:
+        journal.close(remove=True)
+    return result
 
 
 @app.command()
+@_command
 def scan(
     paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Detector bundle; default: the bundled demo model."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle; default: the bundled demo model."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Write the table as CSV."),
     parquet: Optional[Path] = typer.Option(None, "--parquet", help="Write the table as Parquet."),
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Write the table as JSON lines."),
@@ -124,7 +138,8 @@ def scan(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     engine: Engine = typer.Option(Engine.auto, "--engine", help=ENGINE_HELP),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Faces scored per batch (default: 8 on CPU, 32 on CUDA)."),
-    detector: Optional[DetectorKind] = typer.Option(None, "--detector", help="Face detector; default: the one the model was fitted with."),
+    face_detector: Optional[FaceDetectorKind] = _face_detector_option(None),
+    old_detector: Optional[FaceDetectorKind] = _OLD_DETECTOR,
     max_faces: int = typer.Option(0, "--max-faces", min=0, help="Keep at most N faces per image (0 = all)."),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone .safetensors for models fitted on a non-bundled backbone."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted scan (same arguments): finished files are not scanned again."),
@@ -133,41 +148,42 @@ def scan(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Score every face in every image: box, score, p-value, verdict."""
-    from .scan import ScanConfig, scan_settings, summarize
+    from .scan import ScanConfig, scan_settings
     from .scan import scan as run_scan
-    from .tables import write_table
+    from .tables import summarize, write_table
 
     outputs = [(p, fmt) for p, fmt in ((csv, "csv"), (parquet, "parquet"), (jsonl, "jsonl")) if p is not None]
+    config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
+                        face_detector=_face_detector(face_detector, old_detector), max_faces=max_faces,
+                        chunk_files=chunk_files, visuals=html_report is not None, workers=workers)
+    config.check()
     if resume and not outputs:
         _fail("--resume needs an output file (--csv, --parquet or --jsonl): the scan's journal lives beside it", 2)
-    missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
-    if missing and len(missing) == len(paths):
-        _fail(f"no such file or folder: {', '.join(missing)}", 2)
+    _check_paths(paths)
     det = _load(model, device, backbone_weights, engine.value)
-    config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=_batch(batch_size, det),
-                        detector=detector.value if detector else None, max_faces=max_faces, chunk_files=chunk_files,
-                        visuals=html_report is not None, workers=workers)
-    journal = _open_journal(outputs[0][0] if outputs else None, scan_settings(det, config, paths), resume)
-    try:
-        df = run_scan(paths, det, config, progress=not quiet, journal=journal)
-    except KeyboardInterrupt:
-        _interrupted(journal, "files")
-    for path, fmt in outputs:
-        write_table(df, path, fmt)
+    visuals = None
     if html_report is not None:
-        from .report import write_html
+        from .report import ReportVisuals
 
-        tail_used = config.tail or det.default_tail
-        notes = [f"Verdict: fake when p <= {fpr:g} ({tail_used}-sided conformal p-value, {len(det.calibration)} calibration faces).",
-                 f"Model: {model or 'bundled demonstration model'}; fitted on {det.card['training'].get('faces', '?')} real faces."]
-        write_html(df, df.attrs.get("visuals", []), html_report, "muflow scan report", notes)
-    if journal is not None:
-        journal.close(remove=True)
+        visuals = ReportVisuals(det.card.channels)
+
+    def write(df) -> None:
+        for path, fmt in outputs:
+            write_table(df, path, fmt)
+        if html_report is not None:
+            from .report import write_html
+
+            notes = [det.calibration.describe(fpr, config.tail).replace("verdict: ", "Verdict: ", 1) + ".",
+                     f"Model: {model or 'bundled demonstration model'}; fitted on {det.card.training.faces} real faces."]
+            write_html(df, visuals.rows, html_report, "muflow scan report", notes)
+
+    df = _journaled([p for p, _ in outputs], lambda: scan_settings(det, config, paths), resume,
+                    lambda journal: run_scan(paths, det, config, progress=not quiet, journal=journal, observer=visuals), write)
     if quiet:
         return
-    if not (csv or parquet or jsonl or html_report):
-        _faces_table(df)
-    _summary(summarize(df), det, config, [p for p in (csv, parquet, jsonl, html_report) if p])
+    if not (outputs or html_report):
+        _faces_table(df, paths)
+    _summary(summarize(df), det.calibration.describe(fpr, config.tail), [p for p in (csv, parquet, jsonl, html_report) if p])
     if model is None:
         err.print(
             "note: this is the bundled demonstration model, fitted on a few hundred faces from a few sources; "
@@ -176,51 +192,66 @@ def scan(
         )
 
 
-def _faces_table(df, limit: int = 50) -> None:
-    t = Table(title="faces", show_lines=False)
-    for col in ("file", "face", "status", "score", "p_value", "verdict"):
-        t.add_column(col, overflow="fold")
+def short_name(file: str, roots: list[Path], width: int) -> str:
+    """A file as the user will recognise it: relative to the folder they gave, shortened in the middle."""
+    for root in roots:
+        root_s = os.fsdecode(root).rstrip("/")
+        if Path(root).is_dir() and file.startswith(root_s + "/"):
+            file = file[len(root_s) + 1 :]
+            break
+    if len(file) <= width:
+        return file
+    keep = max(width - 1, 2)
+    return file[: keep // 2] + "…" + file[len(file) - (keep - keep // 2) :]
+
+
+def _faces_table(df, roots: list[Path], limit: int = 50) -> None:
     import pandas as pd
+
+    width = max(out.width - 40, 16)  # the other columns need about 40 characters
+    t = Table(title="faces", show_lines=False)
+    t.add_column("file", no_wrap=True)
+    for col in ("face", "score", "p", "verdict"):
+        t.add_column(col, justify="right" if col != "verdict" else "left", no_wrap=True)
 
     def fmt(v, spec="{}"):
         return "" if pd.isna(v) else spec.format(v)
 
     for _, r in df.head(limit).iterrows():
         style = "bold red" if r["verdict"] == "fake" else None
-        t.add_row(str(r["file"]), fmt(r["face"]), str(r["status"]), fmt(r["score"], "{:.4f}"),
-                  fmt(r["p_value"], "{:.3f}"), fmt(r["verdict"]), style=style)
+        shown = fmt(r["verdict"]) if r["status"] == "ok" else str(r["status"])
+        t.add_row(short_name(str(r["file"]), roots, width), fmt(r["face"]), fmt(r["score"], "{:.4f}"),
+                  fmt(r["p_value"], "{:.3f}"), shown, style=style)
     out.print(t)
     if len(df) > limit:
         out.print(f"… {len(df) - limit} more rows: write them with --csv/--parquet/--jsonl")
 
 
-def _summary(counts: dict[str, int], det, config, written: list[Path]) -> None:
+def _summary(counts: dict[str, int], rule: str, written: list[Path]) -> None:
     t = Table(title="muflow scan", show_header=False)
     t.add_column("what")
     t.add_column("count", justify="right")
     for k in ("files", "faces", "flagged", "no_face", "errors"):
         t.add_row(k.replace("_", " "), str(counts[k]), style="bold red" if k == "flagged" and counts[k] else None)
     err.print(t)
-    tail = config.tail or det.default_tail
-    note = f"verdict: fake when p <= {config.fpr:g} ({tail}-sided, {len(det.calibration)} calibration faces)"
-    if det.min_p(tail) > config.fpr:
-        note += f" — this model's smallest p-value is {det.min_p(tail):.3f}, so nothing can be flagged"
-    err.print(note, highlight=False)
+    err.print(rule, highlight=False)
     for p in written:
         err.print(f"wrote {p}", highlight=False)
 
 
 @app.command()
+@_command
 def fit(
     paths: list[Path] = typer.Argument(..., help="Folders (or files) of real face images."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the detector bundle (a folder)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the model bundle (a folder)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (default: ~6,000 face presentations, 8-60 epochs)."),
     k: Optional[int] = typer.Option(None, "--k", min=1, help="Crops per average face (default: n/4, at most 500)."),
     averages: Optional[int] = typer.Option(None, "--averages", min=8, help="Number of average faces (default: 2n, 64-1000)."),
     calibration_fraction: float = typer.Option(0.2, "--calibration-fraction", help="Share of faces held out to calibrate p-values."),
     group_by: GroupBy = typer.Option(GroupBy.file, "--group-by", help="Calibration split unit: file, or folder (e.g. one folder per video or person)."),
     crop_size: int = typer.Option(256, "--crop-size", min=64, help="Aligned crop side in pixels (multiple of 16)."),
-    detector: DetectorKind = typer.Option(DetectorKind.scrfd, "--detector", help="Face detector."),
+    face_detector: FaceDetectorKind = _face_detector_option(FaceDetectorKind.scrfd),
+    old_detector: Optional[FaceDetectorKind] = _OLD_DETECTOR,
     backbone: str = typer.Option("mobilenetv2_100", "--backbone", help="timm backbone name."),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights (.safetensors)."),
     download_backbone: bool = typer.Option(False, "--download-backbone", help="Let timm download pretrained weights (needs network)."),
@@ -235,26 +266,23 @@ def fit(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Fit a detector on a folder of real faces."""
-    from .fit import FitConfig, FitError
+    from .bundle import check_output
+    from .fit import FitConfig
     from .fit import fit as run_fit
     from .model import FlowConfig
-    from .weights import WeightsError
 
-    if crop_size % 16:
-        _fail("--crop-size must be a multiple of 16", 2)
-    if output.exists() and not (output / "card.json").is_file():
-        _fail(f"{output} exists and is not a muflow model; choose another --output", 2)  # checked before a long fit
     config = FitConfig(
-        crop_size=crop_size, detector=detector.value, backbone=backbone, backbone_weights=backbone_weights,
-        download_backbone=download_backbone, flow=FlowConfig(steps=steps), k=k, averages=averages,
-        calibration_fraction=calibration_fraction, group_by=group_by.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-        tail=tail.value, device=device, cache=cache.value, cache_dir=cache_dir,
+        crop_size=crop_size, face_detector=_face_detector(face_detector, old_detector) or "scrfd", backbone=backbone,
+        backbone_weights=backbone_weights, download_backbone=download_backbone, flow=FlowConfig(steps=steps), k=k,
+        averages=averages, calibration_fraction=calibration_fraction, group_by=group_by.value, epochs=epochs,
+        batch_size=batch_size, lr=lr, seed=seed, tail=tail.value, device=device, cache=cache.value, cache_dir=cache_dir,
     )
-    try:
-        det, report = run_fit(paths, config, progress=not quiet)
-    except (FitError, WeightsError, ValueError) as exc:
-        _fail(str(exc))
+    config.check()
+    check_output(output)  # before a long fit, not after it
+    det, report = run_fit(paths, config, progress=not quiet)
     det.save(output)
+    for w in report.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
     if quiet:
         return
     t = Table(title=f"muflow fit → {output}", show_header=False)
@@ -278,9 +306,10 @@ def fit(
 
 
 @app.command()
+@_command
 def video(
     paths: list[Path] = typer.Argument(..., help="Video files or folders (searched recursively)."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Detector bundle; default: the bundled demo model."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle; default: the bundled demo model."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Per-frame table (.csv, .parquet or .jsonl by its suffix)."),
     tracks: Optional[Path] = typer.Option(None, "--tracks", help="Per-track table (.csv, .parquet or .jsonl by its suffix)."),
     fps: float = typer.Option(1.0, "--fps", min=0.001, help="Frames sampled per second of video time."),
@@ -292,7 +321,8 @@ def video(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     engine: Engine = typer.Option(Engine.auto, "--engine", help=ENGINE_HELP),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Faces scored per batch (default: 8 on CPU, 32 on CUDA)."),
-    detector: Optional[DetectorKind] = typer.Option(None, "--detector", help="Face detector; default: the model's."),
+    face_detector: Optional[FaceDetectorKind] = _face_detector_option(None),
+    old_detector: Optional[FaceDetectorKind] = _OLD_DETECTOR,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same arguments): finished videos are not redone."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
@@ -305,42 +335,47 @@ def video(
         formats = [format_of(p) for p in outputs]
     except ValueError as exc:
         _fail(str(exc), 2)
+    config = VideoConfig(fps=fps, frames=frames, fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
+                         face_detector=_face_detector(face_detector, old_detector), max_gap=max_gap, save_faces=save_faces)
+    config.check()
     if resume and not outputs:
         _fail("--resume needs an output file (--csv or --tracks): the run's journal lives beside it", 2)
-    if all(not p.exists() for p in paths):
-        _fail(f"no such file or folder: {', '.join(map(str, paths))}", 2)
+    _check_paths(paths)
     det = _load(model, device, None, engine.value)
-    config = VideoConfig(fps=fps, frames=frames, fpr=fpr, tail=tail.value if tail else None, batch_size=_batch(batch_size, det),
-                         detector=detector.value if detector else None, max_gap=max_gap, save_faces=save_faces)
-    journal = _open_journal(outputs[0] if outputs else None, video_settings(det, config, paths), resume)
-    try:
-        frame_df, track_df = scan_videos(paths, det, config, progress=not quiet, journal=journal)
-    except KeyboardInterrupt:
-        _interrupted(journal, "videos")
-    for path, df, fmt in zip(outputs, [frame_df if p is csv else track_df for p in outputs], formats):
-        write_table(df, path, fmt)
-    if journal is not None:
-        journal.close(remove=True)
+
+    def write(tables) -> None:
+        for path, fmt in zip(outputs, formats):
+            write_table(tables[0] if path is csv else tables[1], path, fmt)
+
+    frame_df, track_df = _journaled(outputs, lambda: video_settings(det, config, paths), resume,
+                                    lambda journal: scan_videos(paths, det, config, progress=not quiet, journal=journal), write, "videos")
     if quiet:
         return
     t = Table(title="muflow video")
-    for col in ("video", "status", "faces", "tracks", "flagged"):
-        t.add_column(col, overflow="fold", justify="left" if col in ("video", "status") else "right")
+    t.add_column("video", overflow="fold")
+    for col in ("status", "faces", "tracks", "flagged"):
+        t.add_column(col, justify="left" if col == "status" else "right", no_wrap=True)
     for _, r in summarize_videos(frame_df, track_df).iterrows():
-        t.add_row(str(r["video"]), str(r["status"]), str(r["faces"]), str(r["tracks"]), str(r["flagged"]),
-                  style="bold red" if r["flagged"] else None)
+        t.add_row(short_name(str(r["video"]), paths, max(out.width - 40, 16)), str(r["status"]), str(r["faces"]),
+                  str(r["tracks"]), str(r["flagged"]), style="bold red" if r["flagged"] else None)
     err.print(t)
     err.print(f"track verdict: fake when min(1, 2 x median face p-value) <= {fpr:g}", highlight=False)
     for p in outputs:
         err.print(f"wrote {p}", highlight=False)
 
 
+# Headline columns of the eval table that fit 80 columns; the rest show on wider terminals (all are in metrics.json).
+EVAL_HEADLINE = ("perturbation", "fakes", "n real/fake", "AUC [95% CI]", "TPR@thr", "FPR@thr", "fakes score")
+EVAL_WIDE = ("AP", "EER", "acc@thr", "TPR@1%", "TPR@5%")
+
+
 @app.command("eval")
+@_command
 def evaluate_cmd(
     real: list[str] = typer.Option(..., "--real", help="Folder of real images, NAME=DIR or DIR (repeatable)."),
     fake: list[str] = typer.Option(..., "--fake", help="Folder of fake images, NAME=DIR or DIR (repeatable)."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for metrics.json, scores.csv and plots."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Detector bundle; default: the bundled demo model."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle; default: the bundled demo model."),
     perturb: list[str] = typer.Option([], "--perturb", help="jpeg:Q, resize:F, blur:SIGMA, noise:SIGMA or flip (repeatable); clean is always measured."),
     fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="The model's operating point for accuracy and TPR at threshold."),
     tail: Optional[Tail] = typer.Option(None, "--tail", help="p-value tail for the verdicts; default: the model's."),
@@ -353,51 +388,62 @@ def evaluate_cmd(
 ) -> None:
     """Measure a detector on labelled real and fake folders, clean and perturbed. Tunes nothing."""
     from .evaluate import EvalConfig, evaluate, parse_source, write_outputs
-    from .perturb import Perturbation, parse
+    from .perturb import parse
 
     try:
-        perts = [Perturbation("none")] + [parse(p) for p in perturb if p.strip().lower() != "none"]
+        perts = [parse(p) for p in perturb]
     except ValueError as exc:
         _fail(str(exc), 2)
     reals, fakes = [parse_source(r) for r in real], [parse_source(f) for f in fake]
     for name, path in reals + fakes:
         if not path.exists():
             _fail(f"no such folder: {path} ({name})", 2)
+    config = EvalConfig(fpr=fpr, tail=tail.value if tail else None, bootstrap=bootstrap, seed=seed, batch_size=batch_size)
+    config.check()
     det = _load(model, device, None, engine.value)
-    config = EvalConfig(fpr=fpr, tail=tail.value if tail else None, bootstrap=bootstrap, seed=seed, batch_size=_batch(batch_size, det))
     scores, metrics = evaluate(reals, fakes, det, perts, config, progress=not quiet)
     written = write_outputs(scores, metrics, det, config, output)
     if quiet:
         return
-    t = Table(title=f"muflow eval ({config.tail or det.default_tail}-sided, fpr {fpr:g})")
-    for col in ("perturbation", "fakes", "n real/fake", "AUC [95% CI]", "AP", "EER", "TPR@thr", "FPR@thr", "acc@thr", "TPR@1%", "TPR@5%", "fakes score"):
+    wide = out.width >= 150
+    t = Table(title=f"muflow eval ({det.calibration.resolve(config.tail)}-sided, fpr {fpr:g})")
+    columns = EVAL_HEADLINE[:-1] + (EVAL_WIDE if wide else ()) + EVAL_HEADLINE[-1:]
+    for col in columns:
         t.add_column(col, justify="left" if col in ("perturbation", "fakes") else "right")
     f = lambda m, k: f"{m[k]:.3f}" if k in m else "–"  # noqa: E731
     for m in metrics:
         ci = m.get("ci95", {}).get("auc")
-        auc = f"{m['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") if "auc" in m else "–"
-        t.add_row(m["perturbation"], m["fake_source"], f"{m['n_real']}/{m['n_fake']}", auc, f(m, "ap"), f(m, "eer"),
-                  f(m, "tpr_at_threshold"), f(m, "fpr_at_threshold"), f(m, "accuracy_at_threshold"),
-                  f(m, "tpr_at_fpr_1"), f(m, "tpr_at_fpr_5"), m["fakes_side"])
+        auc = (f"{m['auc']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")) if "auc" in m else "–"
+        cells = {"perturbation": m["perturbation"], "fakes": m["fake_source"], "n real/fake": f"{m['n_real']}/{m['n_fake']}",
+                 "AUC [95% CI]": auc, "AP": f(m, "ap"), "EER": f(m, "eer"), "TPR@thr": f(m, "tpr_at_threshold"),
+                 "FPR@thr": f(m, "fpr_at_threshold"), "acc@thr": f(m, "accuracy_at_threshold"), "TPR@1%": f(m, "tpr_at_fpr_1"),
+                 "TPR@5%": f(m, "tpr_at_fpr_5"), "fakes score": m["fakes_side"]}
+        t.add_row(*(cells[c] for c in columns))
     out.print(t)
-    err.print("AUC, AP, EER, TPR@1%/5% rank faces by score (higher = fake); @thr uses the model's own verdicts. "
+    err.print("AUC ranks faces by score (higher = fake); @thr uses the model's own verdicts. "
+              f"{'' if wide else 'AP, EER, accuracy and TPR at FPR 1 %/5 % are in metrics.json. '}"
               f"wrote {len(written)} files to {output}", highlight=False)
 
 
 @app.command()
-def info(model: Optional[Path] = typer.Argument(None, help="Detector bundle; default: the bundled model.")) -> None:
-    """Show a detector bundle's card: what it was fitted on and how."""
+@_command
+def info(model: Optional[Path] = typer.Argument(None, help="Model bundle; default: the bundled model.")) -> None:
+    """Show a model bundle's card: what it was fitted on and how."""
     import json
 
-    det = _load(model, "cpu", None)
-    card = {k: v for k, v in det.card.items() if k != "crop"}
-    out.print_json(json.dumps(card))
+    from .bundle import default_model_path, read_bundle
+
+    card, _, sha = read_bundle(model or default_model_path())
+    doc = card.to_dict()
+    doc["tensors_sha256"] = sha
+    out.print_json(json.dumps(doc))
 
 
 @weights_app.command("list")
+@_command
 def weights_list() -> None:
     """Bundled files with their licences and where they come from."""
-    from .detector import CARD, default_model_path
+    from .bundle import default_model_path, is_bundle
     from .weights import manifest
 
     t = Table(title="bundled weights")
@@ -405,8 +451,8 @@ def weights_list() -> None:
         t.add_column(col, overflow="fold")
     for e in manifest().values():
         t.add_row(e.name, e.kind, e.file, e.licence, e.provenance)
-    if (default_model_path() / CARD).is_file():
-        t.add_row("default", "detector bundle", default_model_path().name,
+    if is_bundle(default_model_path()):
+        t.add_row("default", "model bundle", default_model_path().name,
                   "demonstration model; inherits the licences above (SCRFD: non-commercial)", "scripts/make_default_model.py")
     out.print(t)
 
@@ -414,17 +460,17 @@ def weights_list() -> None:
 @weights_app.command("verify")
 def weights_verify() -> None:
     """Check the sha256 of every bundled file (and the default model)."""
-    from .detector import Detector
-    from .weights import WeightsError, verify_all
+    from .deepfake_model import DeepfakeModel
+    from .weights import verify_all
 
     bad = 0
     for entry, ok, msg in verify_all():
         out.print(f"{'[green]ok[/]' if ok else '[red]FAIL[/]'}  {entry.file}  {msg if not ok else entry.sha256[:16]}")
         bad += not ok
     try:
-        Detector.load(None)
+        DeepfakeModel.load(None)
         out.print("[green]ok[/]  default.muflow  card and tensors match")
-    except WeightsError as exc:
+    except MuflowError as exc:
         out.print(f"[red]FAIL[/]  default.muflow  {exc}")
         bad += 1
     if bad:

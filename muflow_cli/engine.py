@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import MuflowError
 from .features import FeatureExtractor
 from .model import MuFlowModel
 
@@ -30,7 +31,7 @@ TOLERANCE = 1e-4  # |onnx - torch| <= TOLERANCE * max(1, |torch|), per face and 
 OPSET = 17
 
 
-class EngineError(RuntimeError):
+class EngineError(MuflowError):
     """The ONNX engine was asked for by name and cannot be built or does not match torch."""
 
 

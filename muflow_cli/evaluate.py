@@ -16,19 +16,26 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from .detector import Detector
+from .calibration import check_fpr, check_tail
+from .deepfake_model import DeepfakeModel
+from .errors import ConfigError
 from .perturb import Perturbation
 from .scan import ScanConfig, scan
-from .score import cutoffs
 
 
 @dataclass
 class EvalConfig:
     fpr: float = 0.05
-    tail: str | None = None
+    tail: str | None = None  # None: the model's (calibration.resolve)
     bootstrap: int = 1000
     seed: int = 0
-    batch_size: int = 32
+    batch_size: int | None = None  # None: by device
+
+    def check(self) -> None:
+        check_fpr(self.fpr)
+        check_tail(self.tail)
+        if self.bootstrap < 0 or (self.batch_size is not None and self.batch_size < 1):
+            raise ConfigError("bootstrap must be at least 0 and batch_size at least 1")
 
 
 def parse_source(spec: str) -> tuple[str, Path]:
@@ -96,18 +103,22 @@ def source_metrics(reals: pd.DataFrame, fakes: pd.DataFrame, fpr: float, n_boot:
 def evaluate(
     reals: list[tuple[str, Path]],
     fakes: list[tuple[str, Path]],
-    detector: Detector,
+    model: DeepfakeModel,
     perturbations: list[Perturbation],
     config: EvalConfig = EvalConfig(),
     progress: bool = True,
 ) -> tuple[pd.DataFrame, list[dict]]:
-    """(scores table of every file and face, metrics rows: one per perturbation and fake source, plus 'all')."""
+    """(scores table of every file and face, metrics rows: one per perturbation and fake source, plus 'all').
+
+    The clean run (no perturbation) is always measured first: every perturbed number needs it beside it."""
+    config.check()
+    perturbations = [Perturbation("none")] + [p for p in perturbations if p.kind != "none"]
     scan_config = ScanConfig(fpr=config.fpr, tail=config.tail, batch_size=config.batch_size)
     frames = []
     for pert in perturbations:
         for label, sources in ((0, reals), (1, fakes)):
             for name, path in sources:
-                df = scan([path], detector, scan_config, progress=progress, transform=pert)
+                df = scan([path], model, scan_config, progress=progress, transform=pert)
                 df.insert(0, "perturbation", pert.name)
                 df.insert(1, "source", name)
                 df.insert(2, "label", "fake" if label else "real")
@@ -128,7 +139,7 @@ def evaluate(
     return scores, metrics
 
 
-def write_outputs(scores: pd.DataFrame, metrics: list[dict], detector: Detector, config: EvalConfig, out: Path) -> list[Path]:
+def write_outputs(scores: pd.DataFrame, metrics: list[dict], model: DeepfakeModel, config: EvalConfig, out: Path) -> list[Path]:
     """metrics.json, scores.csv and PNG plots (ROC per source, score histograms with the thresholds)."""
     import matplotlib
 
@@ -138,9 +149,9 @@ def write_outputs(scores: pd.DataFrame, metrics: list[dict], detector: Detector,
     from .tables import atomic_write, write_table
 
     out.mkdir(parents=True, exist_ok=True)
-    tail = config.tail or detector.default_tail
-    low, high = cutoffs(detector.calibration, config.fpr, tail)
-    doc = {"model": detector.card.get("tensors", {}).get("sha256"), "tail": tail, "fpr": config.fpr,
+    tail = model.calibration.resolve(config.tail)
+    low, high = model.calibration.cutoffs(config.fpr, tail)
+    doc = {"model": model.tensors_sha256, "tail": tail, "fpr": config.fpr,
            "score_cutoffs": {"low": low, "high": high}, "bootstrap": config.bootstrap, "seed": config.seed, "metrics": metrics}
     atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n"))
     write_table(scores, out / "scores.csv", "csv")

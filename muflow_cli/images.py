@@ -6,12 +6,14 @@ CMYK and 16-bit inputs converted) or an :class:`ImageReadError` with a status an
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import MuflowError
+from .files import walk_files
 
 IMAGE_SUFFIXES = {
     ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
@@ -21,7 +23,7 @@ IMAGE_SUFFIXES = {
 MAX_PIXELS = 120_000_000
 
 
-class InputError(Exception):
+class InputError(MuflowError):
     """A file that cannot be turned into pixels; ``status`` is the table's status value."""
 
     def __init__(self, status: str, message: str) -> None:
@@ -76,23 +78,5 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
 
 
 def iter_image_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files under ``paths`` (recursively, sorted, links followed once) with an image suffix.
-
-    A file named explicitly is yielded whatever its suffix, so the user gets a row for it.
-    """
-    for root in paths:
-        root = Path(root)
-        if not root.is_dir():
-            yield root
-            continue
-        seen: set[tuple[int, int]] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            st = os.stat(dirpath)
-            if (st.st_dev, st.st_ino) in seen:  # a symlink loop
-                dirnames[:] = []
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            dirnames.sort()
-            for name in sorted(filenames):
-                if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                    yield Path(dirpath) / name
+    """Image files under ``paths`` (files.walk_files with the image suffixes)."""
+    return walk_files(paths, IMAGE_SUFFIXES)

@@ -23,10 +23,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
+
 FORMAT = "muflow-scan-journal/1"
 
 
-class ResumeError(ValueError):
+class ResumeError(UsageError):
     """The journal on disk belongs to a scan with other settings."""
 
 
@@ -64,7 +66,6 @@ class ScanJournal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "w", encoding="utf-8")
             self._write({"format": FORMAT, "settings": settings})
-        self.reused = 0
 
     def _read(self) -> None:
         with open(self.path, encoding="utf-8", errors="replace") as fh:
@@ -85,7 +86,7 @@ class ScanJournal:
         for line in lines[1:]:
             try:
                 entry = json.loads(line)
-                self.done[int(entry["chunk"])] = (entry["files"], entry["rows"])
+                self.done[int(entry["chunk"])] = (entry["files"], (entry["rows"], entry.get("extras")))
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a crash: that chunk is scanned again
 
@@ -99,21 +100,18 @@ class ScanJournal:
         """Files whose rows the journal holds (from this run and earlier ones)."""
         return sum(len(files) for files, _ in self.done.values())
 
-    def peek(self, index: int, files: list) -> Any:
-        """What a finished chunk produced (its rows), if its files are unchanged; else None."""
+    def lookup(self, index: int, files: list) -> tuple[Any, Any] | None:
+        """(rows, extras) of a finished chunk if its files are unchanged; else None."""
         entry = self.done.get(index)
         return entry[1] if entry is not None and entry[0] == files else None
 
-    def lookup(self, index: int, files: list) -> Any:
-        """``peek``, counting a reuse."""
-        rows = self.peek(index, files)
-        if rows is not None:
-            self.reused += 1
-        return rows
-
-    def record(self, index: int, files: list, rows: Any) -> None:
-        self._write({"chunk": index, "files": files, "rows": rows})
-        self.done[index] = (files, rows)
+    def record(self, index: int, files: list, rows: Any, extras: Any = None) -> None:
+        """Append a finished chunk: its rows, and what an observer kept for it (``extras``, JSON)."""
+        entry = {"chunk": index, "files": files, "rows": rows}
+        if extras is not None:
+            entry["extras"] = extras
+        self._write(entry)
+        self.done[index] = (files, (rows, extras))
 
     def close(self, remove: bool = False) -> None:
         self._fh.close()

@@ -10,14 +10,10 @@ rerun gives the same pixels), ``flip`` (horizontal mirror), ``none``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-Transform = Callable[[np.ndarray, str], np.ndarray]
-
 
 @dataclass(frozen=True)
 class Perturbation:

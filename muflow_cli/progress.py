@@ -1,4 +1,4 @@
-"""Rich progress bars on stderr, so tables on stdout stay clean."""
+"""The consoles (tables on stdout, everything else on stderr) and Rich progress bars on stderr."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 T = TypeVar("T")
+stdout = Console()
 stderr = Console(stderr=True)
 
 

@@ -54,26 +54,40 @@ def _marked(image: np.ndarray, boxes: list[tuple[np.ndarray, str]]) -> np.ndarra
     return small
 
 
-def attach_visuals(rows: list[dict], files_faces: list, crops: list[np.ndarray], maps: list[np.ndarray], channels: list[int]) -> None:
-    """Add ``_thumb``, ``_heat`` (per face) and ``_image`` (per file, first row) data URIs to ``rows``."""
+def chunk_visuals(chunk, channels: list[int]) -> list[dict]:
+    """Per row of a scan chunk: ``thumb`` and ``heat`` (faces) and ``image`` (first row of a file) as data URIs."""
+    rows, crops, maps = chunk.rows, chunk.crops, chunk.maps
+    out: list[dict] = [{} for _ in rows]
     ptr = face = 0
-    for res in files_faces:
+    for res in chunk.files:
         n = len(res.faces) if res.status == "ok" else 1
-        file_rows = rows[ptr : ptr + n]
-        ptr += n
         if res.status == "ok":
             boxes = []
-            for row, f in zip(file_rows, res.faces):
+            for k, f in enumerate(res.faces):
                 crop = crops[face]
                 thumb = cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
                 heat = heat_overlay(crop, [m[face] for m in maps], channels)
-                row["_thumb"] = _jpeg_uri(thumb)
-                row["_heat"] = _jpeg_uri(cv2.resize(heat, (THUMB, THUMB), interpolation=cv2.INTER_AREA))
-                boxes.append((f.box, row.get("verdict", "")))
+                out[ptr + k] = {"thumb": _jpeg_uri(thumb), "heat": _jpeg_uri(cv2.resize(heat, (THUMB, THUMB), interpolation=cv2.INTER_AREA))}
+                boxes.append((f.box, rows[ptr + k].get("verdict", "")))
                 face += 1
-            file_rows[0]["_image"] = _jpeg_uri(_marked(res.image, boxes))
+            out[ptr]["image"] = _jpeg_uri(_marked(res.image, boxes))
         elif res.image is not None:
-            file_rows[0]["_image"] = _jpeg_uri(_marked(res.image, []))
+            out[ptr]["image"] = _jpeg_uri(_marked(res.image, []))
+        ptr += n
+    return out
+
+
+class ReportVisuals:
+    """A scan observer that keeps each row's report images (and journals them, so a resumed scan has them)."""
+
+    def __init__(self, channels: list[int]) -> None:
+        self.channels = channels
+        self.rows: list[dict] = []
+
+    def __call__(self, chunk) -> list[dict]:
+        extras = chunk.extras if chunk.files is None else chunk_visuals(chunk, self.channels)
+        self.rows += extras or [{} for _ in chunk.rows]
+        return extras
 
 
 CSS = """
@@ -90,9 +104,8 @@ img.t{width:112px;height:112px}
 
 
 def write_html(df: pd.DataFrame, visuals: list[dict], path: Path, title: str, notes: list[str]) -> None:
-    """Write the report for a scan table (``scan(...)`` with ``visuals``) to ``path``, atomically."""
-    from .scan import summarize
-    from .tables import atomic_write
+    """Write the report for a scan table to ``path``, atomically; ``visuals``: per row, from :class:`ReportVisuals`."""
+    from .tables import atomic_write, summarize
 
     e = html.escape
     counts = summarize(df)
@@ -112,8 +125,8 @@ def write_html(df: pd.DataFrame, visuals: list[dict], path: Path, title: str, no
     for r, v in faces:
         box = ", ".join(f"{r[c]:.0f}" for c in ("x1", "y1", "x2", "y2"))
         verdict = str(r["verdict"])
-        thumb = f"<img class='t' alt='face' src='{e(v['_thumb'])}'>" if "_thumb" in v else ""
-        heat = f"<img class='t' alt='heat map' src='{e(v['_heat'])}'>" if "_heat" in v else ""
+        thumb = f"<img class='t' alt='face' src='{e(v['thumb'])}'>" if "thumb" in v else ""
+        heat = f"<img class='t' alt='heat map' src='{e(v['heat'])}'>" if "heat" in v else ""
         out.append(
             f"<tr class='{e(verdict)}'><td>{thumb}</td><td>{heat}</td><td class='file'>{e(str(r['file']))}</td>"
             f"<td>{int(r['face'])}</td><td>{e(box)}</td><td>{r['score']:.4f}</td><td>{r['p_value']:.3f}</td>"
@@ -127,8 +140,8 @@ def write_html(df: pd.DataFrame, visuals: list[dict], path: Path, title: str, no
         out.append("</table>")
     out.append("<h2>Images</h2><div class='images'>")
     for (_, r), v in zip(df.iterrows(), vis):
-        if "_image" in v:
-            out.append(f"<figure><img alt='image' src='{e(v['_image'])}' style='max-width:480px'><figcaption>{e(str(r['file']))}</figcaption></figure>")
+        if "image" in v:
+            out.append(f"<figure><img alt='image' src='{e(v['image'])}' style='max-width:480px'><figcaption>{e(str(r['file']))}</figcaption></figure>")
     out.append("</div><p class='muted'>Boxes: red = fake, green = real; the number is the face index. Heat map: the flow's residual "
                "energy per position (blue typical, red unusual for real faces); it is not a map of manipulated pixels.</p></body></html>")
     atomic_write(path, lambda p: Path(p).write_text("\n".join(out), encoding="utf-8"))

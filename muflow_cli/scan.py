@@ -7,58 +7,80 @@ Two stages overlap: while the faces of one chunk of files are scored, the next c
 decoded, detected and aligned by a pool of ``workers`` threads (onnxruntime, OpenCV and
 numpy release the GIL). Each worker runs single-threaded: on a CPU, one image per core is
 more work per second than one image split over all cores (docs/performance.md).
+
+Consumers (the HTML report) see each chunk through an ``observer`` callback; the scan does
+not know what they do with it.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .detector import Detector
-from .faces import FaceStage, FileFaces
+from .calibration import check_fpr, check_tail, verdict
+from .deepfake_model import DeepfakeModel
+from .device import default_batch_size
+from .errors import ConfigError
+from .faces import DETECTORS, FaceStage, FileFaces
+from .files import shown_path
 from .images import iter_image_files
 from .journal import ScanJournal, file_identity, run_settings
 from .progress import track
-from .score import TAILS
 from .tables import SMALL_FACE_PX, layer_columns, to_frame
 
 
 @dataclass
 class ScanConfig:
     fpr: float = 0.05
-    tail: str | None = None  # None: the model's default (two-sided unless its card says otherwise)
-    batch_size: int = 32
-    detector: str | None = None  # None: the detector the model was fitted with
+    tail: str | None = None  # None: the model's (calibration.resolve)
+    batch_size: int | None = None  # None: by device (device.default_batch_size)
+    face_detector: str | None = None  # None: the face detector the model was fitted with
     det_threshold: float | None = None
     max_faces: int = 0
     chunk_files: int = 16  # files per unit of work: scored together, journaled together
-    visuals: bool = False  # keep thumbnails, heat maps and marked-up images for an HTML report
+    visuals: bool = False  # keep decoded images and residual maps for the observer (HTML report)
     workers: int = 0  # detection threads, one image each; 0: one per CPU core (faces.default_workers)
 
     def check(self) -> None:
-        if not 0 < self.fpr < 1:
-            raise ValueError("fpr must lie strictly between 0 and 1")
-        if self.chunk_files < 1 or self.batch_size < 1 or self.workers < 0:
-            raise ValueError("chunk_files and batch_size must be at least 1, workers at least 0")
-        if self.tail is not None and self.tail not in TAILS:
-            raise ValueError(f"tail must be one of {', '.join(TAILS)}")
+        check_fpr(self.fpr)
+        check_tail(self.tail)
+        if self.chunk_files < 1 or (self.batch_size is not None and self.batch_size < 1) or self.workers < 0 or self.max_faces < 0:
+            raise ConfigError("chunk_files and batch_size must be at least 1, workers and max_faces at least 0")
+        if self.face_detector is not None and self.face_detector not in DETECTORS:
+            raise ConfigError(f"face detector must be one of {', '.join(DETECTORS)}")
 
 
-def _file_row(res: FileFaces) -> dict:
+@dataclass
+class ScanChunk:
+    """One chunk of files as the scan finished it, for an observer."""
+
+    index: int
+    rows: list[dict]
+    files: list[FileFaces] | None = None  # None when the chunk came from the resume journal
+    crops: list[np.ndarray] = field(default_factory=list)  # aligned crops, in face-row order
+    maps: list[np.ndarray] = field(default_factory=list)  # per layer (faces, H, W) residual maps (with visuals)
+    extras: Any = None  # what the observer kept for this chunk on an earlier run (from the journal)
+
+
+# Called once per chunk; returns JSON-serialisable data kept in the journal with the chunk (or None).
+ChunkObserver = Callable[[ScanChunk], Any]
+
+
+def _file_row(res: FileFaces, shown: str) -> dict:
     w, h = res.image_size or (None, None)
-    return {"file": str(res.path), "face": None, "status": res.status, "message": res.message, "image_width": w, "image_height": h}
+    return {"file": shown, "face": None, "status": res.status, "message": res.message, "image_width": w, "image_height": h}
 
 
-def _face_rows(res: FileFaces) -> list[dict]:
+def _face_rows(res: FileFaces, shown: str) -> list[dict]:
     rows = []
     for i, f in enumerate(res.faces or []):
-        row = _file_row(res)
+        row = _file_row(res, shown)
         x1, y1, x2, y2 = (float(v) for v in f.box)
         small = f.size_px < SMALL_FACE_PX
         row.update(
@@ -74,34 +96,29 @@ def _face_rows(res: FileFaces) -> list[dict]:
     return rows
 
 
-def shown_path(path: Path) -> str:
-    """The path as text for tables: undecodable bytes of non-UTF-8 names become \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def scan_settings(detector: Detector, config: ScanConfig, paths: list[Path]) -> dict:
+def scan_settings(model: DeepfakeModel, config: ScanConfig, paths: list[Path]) -> dict:
     """What makes two scans the same scan (for --resume); the number of workers does not change a row."""
     shown = [shown_path(Path(p).absolute()) for p in paths]
-    settings = run_settings("scan", detector.card.get("tensors", {}).get("sha256"), config, shown)
+    settings = run_settings("scan", model.tensors_sha256, config, shown)
     settings.pop("workers", None)
     return settings
 
 
 def iter_scan(
     paths: Iterable[Path],
-    detector: Detector,
+    model: DeepfakeModel,
     config: ScanConfig = ScanConfig(),
     progress: bool = True,
     journal: ScanJournal | None = None,
     transform=None,
+    observer: ChunkObserver | None = None,
 ) -> Iterator[dict]:
     """Rows in file order. Files go in chunks of ``config.chunk_files``; each chunk's faces are
     scored together, in batches of ``config.batch_size``, and the chunk is recorded in ``journal``
     (when given) before its rows are yielded; chunks the journal already holds are not redone.
+    ``observer`` sees every chunk (computed or from the journal) before its rows are yielded.
     """
     config.check()
-    tail = config.tail or detector.default_tail
-    names = layer_columns(detector.layer_names)
     files = list(iter_image_files(paths))
     chunks = [files[i : i + config.chunk_files] for i in range(0, len(files), config.chunk_files)]
     shown = [[shown_path(p) for p in chunk] for chunk in chunks]
@@ -113,28 +130,36 @@ def iter_scan(
             ids[index] = [file_identity(p, s) for p, s in zip(chunks[index], shown[index])]
         return ids[index]
 
+    def done(index: int):
+        return journal.lookup(index, ids_of(index)) if journal is not None else None
+
     stage = FaceStage(
-        lambda: detector.face_detector(config.detector, config.det_threshold, threads=1),
-        detector.crop_size, detector.context, config.max_faces, transform, config.visuals, config.workers,
+        lambda: model.card.face_detector.build(config.face_detector, config.det_threshold, threads=1),
+        model.crop_size, model.context, config.max_faces, transform, config.visuals, config.workers,
     )
-    engine = detector.engine
+    engine = model.engine
     engine.set_spinning(False)  # scoring shares the cores with the detection workers
     ahead: dict[int, list[Future]] = {}
     bar = track(range(len(files)), "scanning", enabled=progress)
     try:
         for index, chunk in enumerate(chunks):
-            rows = journal.lookup(index, ids_of(index)) if journal is not None else None
-            if rows is None:
+            kept = done(index)
+            if kept is None:
                 futures = ahead.pop(index, None) or stage.submit(chunk)
                 nxt = index + 1  # decoded and detected while this chunk is scored, unless the journal holds it
-                if nxt < len(chunks) and (journal is None or journal.peek(nxt, ids_of(nxt)) is None):
+                if nxt < len(chunks) and done(nxt) is None:
                     ahead[nxt] = stage.submit(chunks[nxt])
-                rows = _score_chunk([f.result() for f in futures], shown[index], detector, config, tail, names)
+                result = score_chunk(index, [f.result() for f in futures], shown[index], model, config)
+                extras = observer(result) if observer is not None else None
                 if journal is not None:
-                    journal.record(index, ids_of(index), rows)
+                    journal.record(index, ids_of(index), result.rows, extras)
+            else:
+                result = ScanChunk(index, kept[0], extras=kept[1])
+                if observer is not None:
+                    observer(result)
             for _ in chunk:
                 next(bar, None)
-            yield from rows
+            yield from result.rows
         for _ in bar:  # close the progress bar
             pass
     finally:
@@ -142,63 +167,43 @@ def iter_scan(
         engine.set_spinning(True)
 
 
-def _score_chunk(results: list[FileFaces], shown: list[str], detector, config, tail, names) -> list[dict]:
+def score_chunk(index: int, results: list[FileFaces], shown: list[str], model: DeepfakeModel, config: ScanConfig) -> ScanChunk:
+    """Rows of one chunk of files: a row per face (scored together) and a row per file without one."""
     rows: list[dict] = []
-    crops: list[np.ndarray] = []
     face_rows: list[dict] = []
-    files_faces = []
+    crops: list[np.ndarray] = []
     for res, name in zip(results, shown):
-        res.path = name
-        files_faces.append(res)
         if res.status == "ok":
-            new = _face_rows(res)
+            new = _face_rows(res, name)
             face_rows += new
             crops += [f.crop for f in res.faces]
             rows += new
         else:
-            rows.append(_file_row(res))
-    maps: list[np.ndarray] = []
+            rows.append(_file_row(res, name))
+    chunk = ScanChunk(index, rows, results, crops)
     if crops:
-        out = detector.score(np.stack(crops), batch_size=config.batch_size, with_maps=config.visuals)
-        pvals = detector.p_values(out["score"], tail)
+        batch = config.batch_size or default_batch_size(model.device)
+        out = model.score(np.stack(crops), batch_size=batch, with_maps=config.visuals)
+        pvals = model.calibration.p_values(out["score"], config.tail)
+        names = layer_columns(model.layer_names)
         for k, row in enumerate(face_rows):
             row["score"] = float(out["score"][k])
             row["p_value"] = float(pvals[k])
-            row["verdict"] = "fake" if pvals[k] <= config.fpr else "real"
+            row["verdict"] = verdict(pvals[k], config.fpr)
             row.update(zip(names, (float(v) for v in out["layers"][k])))
-        maps = out.get("maps", [])
-    if config.visuals:
-        from .report import attach_visuals
-
-        attach_visuals(rows, files_faces, crops, maps, [layer["channels"] for layer in detector.card["layers"]])
-    return rows
+        chunk.maps = out.get("maps", [])
+    return chunk
 
 
 def scan(
     paths: Iterable[Path],
-    detector: Detector,
+    model: DeepfakeModel,
     config: ScanConfig = ScanConfig(),
     progress: bool = True,
     journal: ScanJournal | None = None,
     transform=None,
+    observer: ChunkObserver | None = None,
 ) -> pd.DataFrame:
-    """The whole scan as a table (see tables.SCHEMA for the columns).
-
-    With ``config.visuals`` the frame's ``attrs["visuals"]`` holds, per row, the report's images.
-    """
-    rows = list(iter_scan(paths, detector, config, progress, journal, transform))
-    df = to_frame(rows, detector.layer_names)
-    if config.visuals:
-        df.attrs["visuals"] = [{k: v for k, v in r.items() if k.startswith("_")} for r in rows]
-    return df
-
-
-def summarize(df: pd.DataFrame) -> dict[str, int]:
-    """Counts for the summary: files, faces, flagged, no-face files, errors."""
-    return {
-        "files": int(df["file"].nunique()),
-        "faces": int((df["status"] == "ok").sum()),
-        "flagged": int((df["verdict"] == "fake").sum()),
-        "no_face": int((df["status"] == "no_face").sum()),
-        "errors": int((~df["status"].isin(["ok", "no_face"])).sum()),
-    }
+    """The whole scan as a table (see tables.SCHEMA for the columns)."""
+    rows = list(iter_scan(paths, model, config, progress, journal, transform, observer))
+    return to_frame(rows, model.layer_names)

@@ -133,3 +133,14 @@ def write_table(df: pd.DataFrame, path: Path, fmt: str) -> None:
         atomic_write(path, lambda p: df.to_json(p, orient="records", lines=True, force_ascii=False))
     else:
         raise ValueError(f"unknown table format {fmt!r}")
+
+
+def summarize(df: pd.DataFrame) -> dict[str, int]:
+    """Counts of a scan table for summaries and reports: files, faces, flagged, no-face files, errors."""
+    return {
+        "files": int(df["file"].nunique()),
+        "faces": int((df["status"] == "ok").sum()),
+        "flagged": int((df["verdict"] == "fake").sum()),
+        "no_face": int((df["status"] == "no_face").sum()),
+        "errors": int((~df["status"].isin(["ok", "no_face"])).sum()),
+    }

@@ -6,7 +6,6 @@ order, so a resumed scan (journal, as for images) reproduces the same numbers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +14,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .detector import Detector
-from .faces import FaceDetector
+from .calibration import check_fpr, check_tail, verdict
+from .deepfake_model import DeepfakeModel
+from .device import default_batch_size
+from .errors import ConfigError
+from .faces import DETECTORS, FaceDetector
+from .files import shown_path, walk_files
 from .journal import ScanJournal, file_identity, run_settings
 from .progress import track
-from .scan import shown_path
-from .score import TAILS
 from .tables import TRACK_SCHEMA, VIDEO_FRAME_SCHEMA, layer_columns, to_frame
 from .tracks import Tracker, merge_p_values
 from .video import VIDEO_SUFFIXES, VideoReadError, sample_frames
@@ -31,9 +32,9 @@ class VideoConfig:
     fps: float = 1.0
     frames: int | None = None  # evenly spaced frame count instead of a rate
     fpr: float = 0.05
-    tail: str | None = None
-    batch_size: int = 32
-    detector: str | None = None
+    tail: str | None = None  # None: the model's (calibration.resolve)
+    batch_size: int | None = None  # None: by device (device.default_batch_size)
+    face_detector: str | None = None  # None: the face detector the model was fitted with
     det_threshold: float | None = None
     min_iou: float = 0.2
     max_gap: int = 2  # samples a track may miss before it ends
@@ -41,68 +42,62 @@ class VideoConfig:
 
     def check(self) -> None:
         if self.frames is None and not self.fps > 0:
-            raise ValueError("--fps must be positive")
+            raise ConfigError("--fps must be positive")
         if self.frames is not None and self.frames < 1:
-            raise ValueError("--frames must be at least 1")
-        if not 0 < self.fpr < 1:
-            raise ValueError("fpr must lie strictly between 0 and 1")
-        if self.tail is not None and self.tail not in TAILS:
-            raise ValueError(f"tail must be one of {', '.join(TAILS)}")
+            raise ConfigError("--frames must be at least 1")
+        check_fpr(self.fpr)
+        check_tail(self.tail)
+        if (self.batch_size is not None and self.batch_size < 1) or self.max_gap < 0:
+            raise ConfigError("batch_size must be at least 1 and max_gap at least 0")
+        if self.face_detector is not None and self.face_detector not in DETECTORS:
+            raise ConfigError(f"face detector must be one of {', '.join(DETECTORS)}")
 
 
 def iter_video_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Videos under ``paths`` (sorted, recursive); a file named explicitly is always taken."""
-    for root in paths:
-        root = Path(root)
-        if not root.is_dir():
-            yield root
-            continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if Path(name).suffix.lower() in VIDEO_SUFFIXES:
-                    yield Path(dirpath) / name
+    """Video files under ``paths`` (files.walk_files with the video suffixes)."""
+    return walk_files(paths, VIDEO_SUFFIXES)
 
 
-def video_settings(detector: Detector, config: VideoConfig, paths: list[Path]) -> dict:
+def video_settings(model: DeepfakeModel, config: VideoConfig, paths: list[Path]) -> dict:
     """What makes two video runs the same run (for --resume)."""
     shown = [shown_path(Path(p).absolute()) for p in paths]
-    return run_settings("video", detector.card.get("tensors", {}).get("sha256"), config, shown)
+    return run_settings("video", model.tensors_sha256, config, shown)
 
 
 def scan_videos(
     paths: Iterable[Path],
-    detector: Detector,
+    model: DeepfakeModel,
     config: VideoConfig = VideoConfig(),
     progress: bool = True,
     journal: ScanJournal | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(frames table, tracks table) for every video under ``paths``."""
     config.check()
-    faces = detector.face_detector(config.detector, config.det_threshold)
+    faces = model.card.face_detector.build(config.face_detector, config.det_threshold)
     videos = list(iter_video_files(paths))
     frame_rows: list[dict] = []
     track_rows: list[dict] = []
     for index, path in enumerate(track(videos, "videos  ", enabled=progress)):
         shown = shown_path(path)
         ids = [file_identity(path, shown)]
-        done = journal.lookup(index, ids) if journal is not None else None
-        if done is None:
-            done = scan_one_video(path, shown, faces, detector, config)
+        kept = journal.lookup(index, ids) if journal is not None else None
+        if kept is None:
+            done = scan_one_video(path, shown, faces, model, config)
             if journal is not None:
                 journal.record(index, ids, done)
+        else:
+            done = kept[0]
         frame_rows += done["frames"]
         track_rows += done["tracks"]
-    names = detector.layer_names
+    names = model.layer_names
     return (to_frame(frame_rows, names, VIDEO_FRAME_SCHEMA), to_frame(track_rows, [], TRACK_SCHEMA))
 
 
-def scan_one_video(path: Path, shown: str, faces: FaceDetector, detector: Detector, config: VideoConfig) -> dict:
+def scan_one_video(path: Path, shown: str, faces: FaceDetector, model: DeepfakeModel, config: VideoConfig) -> dict:
     """{"frames": rows, "tracks": rows} for one video; a bad video gives one status row in each."""
-    tail = config.tail or detector.default_tail
     try:
         info, frames = sample_frames(path, None if config.frames else config.fps, config.frames)
-        rows, scores, layers, pngs, tracker, sampled = _detect_and_track(frames, faces, detector, config)
+        rows, scores, layers, pngs, tracker, sampled = _detect_and_track(frames, faces, model, config)
     except VideoReadError as exc:
         return _status(shown, exc.status, exc.message)
     except Exception as exc:  # a decoder or detector failure on one file must not stop the others
@@ -111,11 +106,11 @@ def scan_one_video(path: Path, shown: str, faces: FaceDetector, detector: Detect
         return _status(shown, "no_frames", "no frame could be decoded (empty, truncated, or audio only)")
     if not rows:
         return _status(shown, "no_face", f"no face in {sampled} sampled frames", info.note)
-    pvals = detector.p_values(scores, tail)
+    pvals = model.calibration.p_values(scores, config.tail)
     for k, row in enumerate(rows):
         row.update(video=shown, status="ok", message=info.note, score=float(scores[k]), p_value=float(pvals[k]),
-                   verdict="fake" if pvals[k] <= config.fpr else "real")
-        row.update(zip(layer_columns(detector.layer_names), (float(v) for v in layers[k])))
+                   verdict=verdict(pvals[k], config.fpr))
+        row.update(zip(layer_columns(model.layer_names), (float(v) for v in layers[k])))
     tracks = []
     for t in tracker.tracks():
         members = [rows[m] for m in t.members]
@@ -126,14 +121,14 @@ def scan_one_video(path: Path, shown: str, faces: FaceDetector, detector: Detect
             "first_s": members[0]["time_s"], "last_s": members[-1]["time_s"],
             "first_frame": members[0]["frame"], "last_frame": members[-1]["frame"],
             "faces": len(members), "mean_score": float(np.mean(track_scores)), "max_score": float(np.max(track_scores)),
-            "p_value": p, "verdict": "fake" if p <= config.fpr else "real",
+            "p_value": p, "verdict": verdict(p, config.fpr),
         })
         if config.save_faces is not None:
             _save_track_faces(config.save_faces, path, t.id, t.members, pngs, [r["score"] for r in members])
     return {"frames": rows, "tracks": tracks}
 
 
-def _detect_and_track(frames, faces: FaceDetector, detector: Detector, config: VideoConfig):
+def _detect_and_track(frames, faces: FaceDetector, model: DeepfakeModel, config: VideoConfig):
     """Detect, track and score the sampled frames' faces; crops are scored every ``batch_size``
     faces (the same batches as scoring them all at once), so memory stays flat on long videos."""
     tracker = Tracker(config.min_iou, config.max_gap)
@@ -144,15 +139,17 @@ def _detect_and_track(frames, faces: FaceDetector, detector: Detector, config: V
     pngs: list[bytes] = []
     sampled = 0
 
+    batch = config.batch_size or default_batch_size(model.device)
+
     def score(n: int) -> None:
-        out = detector.score(np.stack(pending[:n]), batch_size=config.batch_size)
+        out = model.score(np.stack(pending[:n]), batch_size=batch)
         scores.append(out["score"])
         layers.append(out["layers"])
         del pending[:n]
 
     for sample, frame in enumerate(frames):
         sampled += 1
-        found = faces.faces(frame.rgb, size=detector.crop_size, context=detector.context)
+        found = faces.faces(frame.rgb, size=model.crop_size, context=model.context)
         if not found:
             continue
         first = len(rows)
@@ -165,12 +162,12 @@ def _detect_and_track(frames, faces: FaceDetector, detector: Detector, config: V
             pending.append(f.crop)
             if config.save_faces is not None:
                 pngs.append(cv2.imencode(".png", f.crop[..., ::-1])[1].tobytes())
-        while len(pending) >= config.batch_size:
-            score(config.batch_size)
+        while len(pending) >= batch:
+            score(batch)
     if pending:
         score(len(pending))
     flat = np.concatenate(scores) if scores else np.zeros(0)
-    flat_layers = np.concatenate(layers) if layers else np.zeros((0, len(detector.layer_names)))
+    flat_layers = np.concatenate(layers) if layers else np.zeros((0, len(model.layer_names)))
     return rows, flat, flat_layers, pngs, tracker, sampled
 
 

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 
-class WeightsError(RuntimeError):
+from .errors import MuflowError
+
+
+class WeightsError(MuflowError):
     """A model file is missing, tampered with, or cannot be had offline."""
 
 

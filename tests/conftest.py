@@ -43,9 +43,10 @@ def face_detector():
 
 @pytest.fixture(scope="session")
 def default_detector():
-    from muflow_cli.detector import Detector
+    """The bundled demonstration model (a DeepfakeModel)."""
+    from muflow_cli.deepfake_model import DeepfakeModel
 
-    return Detector.load()
+    return DeepfakeModel.load()
 
 
 def write_rgb(path: Path, rgb: np.ndarray) -> Path:
@@ -84,14 +85,18 @@ def real_folder(tmp_path_factory, t1_rgb, astronaut) -> Path:
 FAST_FIT = ["--crop-size", "128", "--epochs", "2", "--flow-steps", "2", "--averages", "16", "--batch-size", "8", "-q"]
 
 
+def fast_fit_config(**changes):
+    """The Python API's twin of FAST_FIT: a model in seconds (128-px crops, 2 flow steps, 2 epochs)."""
+    from muflow_cli.fit import FitConfig
+    from muflow_cli.model import FlowConfig
+
+    return FitConfig(crop_size=128, epochs=2, flow=FlowConfig(steps=2), averages=16, batch_size=8, **changes)
+
+
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory, real_folder):
-    """A detector fitted here in seconds on ``real_folder`` (128-px crops, 2 flow steps, 2 epochs)."""
-    from typer.testing import CliRunner
+    """A model fitted here in seconds on ``real_folder`` through the Python API; the path of its bundle."""
+    from muflow_cli.fit import fit
 
-    from muflow_cli.cli import app
-
-    out = tmp_path_factory.mktemp("models") / "small.muflow"
-    res = CliRunner().invoke(app, ["fit", str(real_folder), "-o", str(out), *FAST_FIT])
-    assert res.exit_code == 0, res.output
-    return out
+    model, _ = fit([real_folder], fast_fit_config(), progress=False)
+    return model.save(tmp_path_factory.mktemp("models") / "small.muflow")

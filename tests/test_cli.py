@@ -16,7 +16,7 @@ runner = CliRunner()
 
 def test_fit_writes_a_complete_bundle(small_model):
     card = json.loads((small_model / "card.json").read_text())
-    assert card["format"] == 1 and card["crop"]["size"] == 128
+    assert card["format"] == 2 and card["crop"]["size"] == 128 and card["face_detector"]["kind"] == "scrfd"
     t = card["training"]
     assert t["faces"] == 36 and t["fit_faces"] + t["calibration_faces"] == 36
     assert t["averages"] == 16 and t["epochs"] == 2 and t["seed"] == 0
@@ -118,6 +118,23 @@ def test_weights_list_and_verify():
 def test_info_shows_the_card(small_model):
     res = runner.invoke(app, ["info", str(small_model)])
     assert res.exit_code == 0 and "mobilenetv2_100" in res.output and "fit_faces" in res.output
+
+
+def test_the_old_detector_flag_still_chooses_the_face_detector(tmp_path, t1_path, small_model):
+    """--face-detector was --detector before the deepfake model and the face detector got distinct names."""
+    outs = {}
+    for flag in ("--face-detector", "--detector"):
+        out = tmp_path / f"{flag.strip('-')}.csv"
+        res = runner.invoke(app, ["scan", str(t1_path), "-m", str(small_model), flag, "yunet", "--csv", str(out), "-q"])
+        assert res.exit_code == 0, res.output
+        outs[flag] = out.read_text()
+    assert outs["--face-detector"] == outs["--detector"]
+    assert "--detector" not in runner.invoke(app, ["scan", "--help"], env={"COLUMNS": "200"}).output
+
+
+def test_a_bad_setting_is_a_usage_error_before_any_work(tmp_path, real_folder):
+    res = runner.invoke(app, ["fit", str(real_folder), "-o", str(tmp_path / "m"), "--crop-size", "100", "-q"])
+    assert res.exit_code == 2 and "multiple of 16" in res.output
 
 
 def test_version():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from muflow_cli.detector import Detector
+from muflow_cli.deepfake_model import DeepfakeModel
 from muflow_cli.engine import TOLERANCE, EngineError, OnnxEngine, TorchEngine, create_engine, max_relative_gap
 from muflow_cli.flow import ChannelShuffle
 from muflow_cli.target import GaussianTarget
@@ -19,8 +19,8 @@ def real_crops(default_detector, face_detector, t1_rgb, astronaut):
 
 @pytest.fixture(scope="module")
 def engines():
-    onnx_det = Detector.load().use_engine("onnx")
-    torch_det = Detector.load().use_engine("torch")
+    onnx_det = DeepfakeModel.load().use_engine("onnx")
+    torch_det = DeepfakeModel.load().use_engine("torch")
     return onnx_det, torch_det
 
 
@@ -28,7 +28,7 @@ def test_auto_is_onnx_on_cpu_and_torch_is_torch(engines):
     onnx_det, torch_det = engines
     assert isinstance(onnx_det.engine, OnnxEngine)
     assert isinstance(torch_det.engine, TorchEngine)
-    assert Detector.load().engine.name == "onnx"
+    assert DeepfakeModel.load().engine.name == "onnx"
 
 
 def test_onnx_scores_match_torch_on_real_faces(engines, real_crops):
@@ -48,8 +48,8 @@ def test_onnx_scores_match_torch_on_real_faces(engines, real_crops):
 
 def test_onnx_verdicts_equal_torch_verdicts(engines, real_crops):
     onnx_det, torch_det = engines
-    p_onnx = onnx_det.p_values(onnx_det.score(real_crops)["score"])
-    p_torch = torch_det.p_values(torch_det.score(real_crops)["score"])
+    p_onnx = onnx_det.calibration.p_values(onnx_det.score(real_crops)["score"])
+    p_torch = torch_det.calibration.p_values(torch_det.score(real_crops)["score"])
     np.testing.assert_array_equal(p_onnx, p_torch)
 
 
@@ -63,7 +63,7 @@ def test_empty_batch_and_bad_crops(engines):
 
 def test_engine_names(default_detector):
     with pytest.raises(ValueError):
-        Detector.load().use_engine("tensorrt")
+        DeepfakeModel.load().use_engine("tensorrt")
     with pytest.raises(EngineError):
         create_engine("onnx", default_detector.backbone, default_detector.model, torch.device("meta"), 256)
 

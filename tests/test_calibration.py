@@ -1,0 +1,36 @@
+"""The one place that chooses the tail and turns a p-value into a verdict."""
+
+import numpy as np
+import pytest
+
+from muflow_cli.calibration import Calibration, verdict
+from muflow_cli.errors import ConfigError
+
+
+def test_the_model_tail_holds_unless_another_is_asked_for():
+    cal = Calibration(np.arange(1.0, 20.0), tail="upper")
+    assert cal.resolve() == "upper" and cal.resolve("two") == "two"
+    np.testing.assert_allclose(cal.p_values(np.array([25.0])), [1 / 20])
+    np.testing.assert_allclose(cal.p_values(np.array([25.0]), "two"), [2 / 20])
+    assert cal.min_p() == pytest.approx(1 / 20) and cal.min_p("two") == pytest.approx(2 / 20)
+    with pytest.raises(ConfigError, match="tail"):
+        cal.resolve("lower")
+
+
+def test_scores_are_kept_sorted_and_float64():
+    cal = Calibration(np.array([3, 1, 2], dtype=np.float32))
+    assert cal.scores.dtype == np.float64 and list(cal.scores) == [1.0, 2.0, 3.0] and len(cal) == 3
+
+
+def test_verdict_is_fake_at_or_below_the_fpr():
+    assert verdict(0.05, 0.05) == "fake" and verdict(0.0501, 0.05) == "real"
+    cal = Calibration(np.arange(1.0, 40.0))
+    p = cal.p_values(np.array([0.0, 20.0, 100.0]))
+    assert cal.verdicts(p, 0.05) == ["fake", "real", "fake"]
+
+
+def test_describe_says_when_nothing_can_be_flagged():
+    few = Calibration(np.arange(10.0))
+    assert "nothing can be flagged" in few.describe(0.05)
+    assert "nothing can be flagged" not in Calibration(np.arange(100.0)).describe(0.05)
+    assert "two-sided" in few.describe(0.05) and "10 calibration faces" in few.describe(0.05)

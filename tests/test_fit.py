@@ -1,0 +1,48 @@
+"""Fitting through the Python API: the split never cuts a group, settings are checked before any work."""
+
+import numpy as np
+import pytest
+from conftest import fast_fit_config
+
+from muflow_cli.errors import ConfigError
+from muflow_cli.fit import FitConfig, FitError, fit, split_by_group
+
+
+def test_the_split_keeps_groups_whole_and_holds_about_the_fraction():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), rng.integers(1, 6, size=40))
+    cal = split_by_group(groups, 0.2, np.random.default_rng(1))
+    for g in np.unique(groups):
+        assert len(set(cal[groups == g])) == 1  # a group is all calibration or all fit
+    assert 0.1 <= cal.mean() <= 0.3
+    again = split_by_group(groups, 0.2, np.random.default_rng(1))
+    assert np.array_equal(cal, again)  # seeded
+
+
+def test_the_split_of_single_faces_hits_the_fraction():
+    cal = split_by_group(np.arange(100), 0.2, np.random.default_rng(0))
+    assert cal.sum() == 20
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"group_by": "person"}, "group_by"), ({"crop_size": 100}, "multiple of 16"),
+    ({"calibration_fraction": 0.9}, "calibration fraction"), ({"face_detector": "mtcnn"}, "face detector"),
+    ({"tail": "lower"}, "tail"), ({"cache": "cloud"}, "cache"),
+])
+def test_bad_settings_are_refused_before_any_face_is_collected(tmp_path, change, message):
+    missing = tmp_path / "does-not-exist"  # would fail later, when the faces are collected
+    with pytest.raises(ConfigError, match=message):
+        fit([missing], FitConfig(**change), progress=False)
+
+
+def test_a_fit_through_the_api_gives_a_calibrated_model(real_folder):
+    model, report = fit([real_folder], fast_fit_config(), progress=False)
+    assert report.faces == 36 and report.fit_faces + report.calibration_faces == 36
+    assert len(model.calibration) == report.calibration_faces == model.card.calibration.faces
+    assert model.card.training.faces == 36 and model.card.crop.size == 128
+    assert report.warnings and "smallest p-value" in report.warnings[0]  # 7 calibration faces cannot flag at 5 %
+
+
+def test_too_few_faces_is_a_fit_error(t1_path):
+    with pytest.raises(FitError, match="found 6 usable faces"):
+        fit([t1_path], fast_fit_config(), progress=False)
