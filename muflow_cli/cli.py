@@ -184,12 +184,20 @@ def scan(
     if not (outputs or html_report):
         _faces_table(df, paths)
     _summary(summarize(df), det.calibration.describe(fpr, config.tail), [p for p in (csv, parquet, jsonl, html_report) if p])
+    _domain_warning(det, df["p_value"].dropna().to_numpy(float), fpr, config.tail, model)
     if model is None:
         err.print(
             "note: this is the bundled demonstration model, fitted on a few hundred faces from a few sources; "
             "real faces unlike them are often flagged. Fit on reals like yours: muflow fit DIR -o my.muflow",
             style="yellow", highlight=False,
         )
+
+
+def _domain_warning(det, p_values, fpr: float, tail: Optional[str], model: Optional[Path], what: str = "") -> None:
+    """Say so when the faces' p-values are far from what the model's calibration reals give (calibration.DomainCheck)."""
+    check = det.calibration.domain_check(p_values, fpr, tail)
+    if check.mismatch:
+        err.print(f"[yellow]warning:[/] {what}{check.message(str(model) if model else None)}", highlight=False, soft_wrap=True)
 
 
 def short_name(file: str, roots: list[Path], width: int) -> str:
@@ -360,6 +368,7 @@ def video(
                   str(r["tracks"]), str(r["flagged"]), style="bold red" if r["flagged"] else None)
     err.print(t)
     err.print(f"track verdict: fake when min(1, 2 x median face p-value) <= {fpr:g}", highlight=False)
+    _domain_warning(det, frame_df["p_value"].dropna().to_numpy(float), fpr, config.tail, model, "faces of the sampled frames: ")
     for p in outputs:
         err.print(f"wrote {p}", highlight=False)
 
@@ -420,9 +429,58 @@ def evaluate_cmd(
                  "TPR@5%": f(m, "tpr_at_fpr_5"), "fakes score": m["fakes_side"]}
         t.add_row(*(cells[c] for c in columns))
     out.print(t)
+    for pert, rows in scores[(scores["label"] == "real") & (scores["status"] == "ok")].groupby("perturbation", sort=False):
+        _domain_warning(det, rows["p_value"].to_numpy(float), fpr, config.tail, model, f"the real faces ({pert}): ")
     err.print("AUC ranks faces by score (higher = fake); @thr uses the model's own verdicts. "
               f"{'' if wide else 'AP, EER, accuracy and TPR at FPR 1 %/5 % are in metrics.json. '}"
               f"wrote {len(written)} files to {output}", highlight=False)
+
+
+@app.command()
+@_command
+def calibrate(
+    paths: list[Path] = typer.Argument(..., help="Folders (or files) of faces you know are real, like the photos you will scan."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the re-calibrated model bundle (a folder)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle to re-calibrate; default: the bundled demo model."),
+    group_by: GroupBy = typer.Option(GroupBy.file, "--group-by", help="Unit of the held-out check: file, or folder (one folder per video or person)."),
+    tail: Optional[Tail] = typer.Option(None, "--tail", help="Default p-value tail stored in the model; default: the model's."),
+    fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="The false-positive rate the held-out check measures."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    engine: Engine = typer.Option(Engine.auto, "--engine", help=ENGINE_HELP),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Faces scored per batch (default: 8 on CPU, 32 on CUDA)."),
+    face_detector: Optional[FaceDetectorKind] = _face_detector_option(None),
+    workers: int = typer.Option(0, "--workers", min=0, help="Threads decoding and detecting ahead of scoring (0: one per CPU core)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Re-calibrate a model on your own real faces (minutes, not a refit): new p-values and verdicts, same scores."""
+    from .bundle import check_output
+    from .calibrate import CalibrateConfig
+    from .calibrate import calibrate as run_calibrate
+
+    config = CalibrateConfig(tail=tail.value if tail else None, group_by=group_by.value, fpr=fpr, batch_size=batch_size,
+                             face_detector=_face_detector(face_detector, None), workers=workers)
+    config.check()
+    check_output(output)
+    _check_paths(paths)
+    det = _load(model, device, None, engine.value)
+    new, report = run_calibrate(paths, det, config, progress=not quiet)
+    new.save(output)
+    for w in report.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if quiet:
+        return
+    t = Table(title=f"muflow calibrate → {output}", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    held = ("not measured (fewer groups than folds)" if report.heldout_fpr is None
+            else f"{report.heldout_fpr:.3f} on {report.heldout_faces} faces (nominal {fpr:g})")
+    for a, b in [("image files", report.files), ("skipped", ", ".join(f"{k}: {v}" for k, v in report.skipped.items()) or "none"),
+                 ("calibration faces (before → now)", f"{report.previous_faces} → {report.faces}"),
+                 (f"{group_by.value}s", report.groups), ("smallest p-value", f"{report.min_p:.4f}"),
+                 ("held-out false-positive rate", held)]:
+        t.add_row(a, str(b))
+    err.print(t)
+    err.print(f"scan with it: muflow scan PHOTOS --model {output}", highlight=False)
 
 
 @app.command()

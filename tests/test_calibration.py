@@ -34,3 +34,21 @@ def test_describe_says_when_nothing_can_be_flagged():
     assert "nothing can be flagged" in few.describe(0.05)
     assert "nothing can be flagged" not in Calibration(np.arange(100.0)).describe(0.05)
     assert "two-sided" in few.describe(0.05) and "10 calibration faces" in few.describe(0.05)
+
+
+def test_the_domain_check_is_silent_on_exchangeable_reals_and_fires_when_p_values_pile_up():
+    rng = np.random.default_rng(0)
+    cal = Calibration(rng.normal(size=199))
+    same = cal.domain_check(cal.p_values(rng.normal(size=500)), 0.05)
+    assert not same.mismatch and same.faces == 500
+    shifted = cal.domain_check(cal.p_values(rng.normal(2.0, 1.0, size=50)), 0.05)
+    assert shifted.mismatch and shifted.flagged > 10 and "muflow calibrate" in shifted.message()
+    assert "-m my.muflow" in shifted.message("my.muflow") and "-m" not in shifted.message()
+    tiny = cal.domain_check(np.array([0.01, 0.02]), 0.05)  # two flagged of two: not yet evidence
+    assert not tiny.mismatch
+
+
+def test_the_domain_check_sees_p_values_at_the_minimum_when_nothing_can_be_flagged():
+    cal = Calibration(np.arange(10.0))  # smallest two-sided p = 2/11 > 0.05
+    check = cal.domain_check(cal.p_values(np.full(30, 100.0)), 0.05)
+    assert check.flagged == 0 and check.at_min == 30 and check.mismatch
