@@ -8,13 +8,12 @@ scores. The flows, the Gaussians and therefore the scores of every face stay exa
 only p-values and verdicts change.
 
 Faces are found and scored exactly as ``scan`` does. With enough groups (files, or folders with
-``group_by="folder"``), a held-out check reports the false-positive rate each fold of groups gets
+``group_by="folder"``; by default numbered sequences of files are one group), a held-out check reports the false-positive rate each fold of groups gets
 when the others calibrate: the user sees, on their own data, whether the promised rate holds.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,10 +25,10 @@ from .card import CalibrationInfo
 from .deepfake_model import DeepfakeModel
 from .errors import ConfigError, MuflowError
 from .faces import DETECTORS
+from .files import GROUP_BY, group_keys
 from .scan import ScanConfig, scan
 
 MIN_FACES = 20
-GROUP_BY = ("file", "folder")
 
 
 class CalibrateError(MuflowError):
@@ -39,7 +38,7 @@ class CalibrateError(MuflowError):
 @dataclass
 class CalibrateConfig:
     tail: str | None = None  # None: keep the model's
-    group_by: str = "file"  # unit of the held-out check: faces of one file (or folder) stay together
+    group_by: str = "auto"  # unit of the held-out check (files.group_keys): a group's faces stay together
     fpr: float = 0.05  # the rate the held-out check measures
     folds: int = 5
     min_face_px: float = 24.0  # as for fitting: smaller faces are mostly interpolation
@@ -113,8 +112,7 @@ def calibrate(
             f"found {report.faces} usable real faces; calibrating needs at least {MIN_FACES} (a few hundred give "
             f"p-values that can rank). Skipped: {report.skipped or 'none'}"
         )
-    files = faces["file"].astype(str)
-    groups = (files if config.group_by == "file" else files.map(os.path.dirname)).to_numpy()
+    groups = np.asarray(group_keys(faces["file"].astype(str).tolist(), config.group_by))
     report.groups = len(np.unique(groups))
     scores = faces["score"].to_numpy(float)
     tail = model.calibration.resolve(config.tail)

@@ -35,7 +35,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 Tail = _choices("Tail", ("two", "upper"))  # score.TAILS
 CacheWhere = _choices("CacheWhere", ("auto", "memory", "disk"))  # cache.CACHE_PLACES
 Engine = _choices("Engine", ("auto", "torch", "onnx"))  # engine.ENGINES
-GroupBy = _choices("GroupBy", ("file", "folder"))  # fit.GROUP_BY
+GroupBy = _choices("GroupBy", ("auto", "file", "folder"))  # files.GROUP_BY
 FaceDetectorKind = _choices("FaceDetectorKind", ("scrfd", "yunet"))  # faces.DETECTORS
 
 
@@ -256,7 +256,7 @@ def fit(
     k: Optional[int] = typer.Option(None, "--k", min=1, help="Crops per average face (default: n/4, at most 500)."),
     averages: Optional[int] = typer.Option(None, "--averages", min=8, help="Number of average faces (default: 2n, 64-1000)."),
     calibration_fraction: float = typer.Option(0.2, "--calibration-fraction", help="Share of faces held out to calibrate p-values."),
-    group_by: GroupBy = typer.Option(GroupBy.file, "--group-by", help="Calibration split unit: file, or folder (e.g. one folder per video or person)."),
+    group_by: GroupBy = typer.Option(GroupBy.auto, "--group-by", help="Calibration split unit: auto (each file, but numbered sequences like frame_0001.png… together), file, or folder (one folder per video or person)."),
     crop_size: int = typer.Option(256, "--crop-size", min=64, help="Aligned crop side in pixels (multiple of 16)."),
     face_detector: FaceDetectorKind = _face_detector_option(FaceDetectorKind.scrfd),
     old_detector: Optional[FaceDetectorKind] = _OLD_DETECTOR,
@@ -442,7 +442,7 @@ def calibrate(
     paths: list[Path] = typer.Argument(..., help="Folders (or files) of faces you know are real, like the photos you will scan."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the re-calibrated model bundle (a folder)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle to re-calibrate; default: the bundled demo model."),
-    group_by: GroupBy = typer.Option(GroupBy.file, "--group-by", help="Unit of the held-out check: file, or folder (one folder per video or person)."),
+    group_by: GroupBy = typer.Option(GroupBy.auto, "--group-by", help="Unit of the held-out check: auto (numbered sequences together), file, or folder."),
     tail: Optional[Tail] = typer.Option(None, "--tail", help="Default p-value tail stored in the model; default: the model's."),
     fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="The false-positive rate the held-out check measures."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),

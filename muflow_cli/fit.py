@@ -29,13 +29,13 @@ from .device import pick_device
 from .errors import ConfigError, MuflowError
 from .faces import DETECTORS, FaceDetector, FaceStage
 from .features import create_feature_extractor
+from .files import GROUP_BY, group_keys
 from .images import iter_image_files
 from .model import FlowConfig, MuFlowModel
 from .progress import track
 from .target import GaussianTarget
 
 MIN_FACES = 20
-GROUP_BY = ("file", "folder")
 
 
 class FitError(MuflowError):
@@ -58,7 +58,7 @@ class FitConfig:
     k: int | None = None
     averages: int | None = None
     calibration_fraction: float = 0.2
-    group_by: str = "file"  # or "folder": keep a folder's faces on one side of the calibration split
+    group_by: str = "auto"  # faces that share a group stay on one side of the calibration split (files.group_keys)
     epochs: int | None = None
     batch_size: int = 16
     lr: float = 1e-3
@@ -120,10 +120,11 @@ def default_epochs(n_fit: int) -> int:
 def split_by_group(group_ids: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Boolean mask of calibration faces: whole groups go to calibration until it holds ``fraction``.
 
-    Faces of one photo (or one video, with ``--group-by folder``) share camera, compression and
+    Faces of one photo (or one video or burst: files.group_keys) share camera, compression and
     often identity; if they straddled the split, calibration scores would be optimistic and
     new real sources would be flagged more often than the stated FPR. Groups are taken in
-    random order; a group that would overshoot the target by half is passed over.
+    random order; a group that would overshoot the target by half is passed over (if every
+    group is that large, the smallest one is held out).
     """
     groups, sizes = np.unique(group_ids, return_counts=True)
     order = rng.permutation(len(groups))
@@ -133,10 +134,12 @@ def split_by_group(group_ids: np.ndarray, fraction: float, rng: np.random.Genera
     for g in order:
         if held >= target:
             break
-        if held + sizes[g] > 1.5 * target and held > 0:
+        if held + sizes[g] > 1.5 * target:
             continue
         cal |= group_ids == groups[g]
         held += sizes[g]
+    if held == 0:
+        cal |= group_ids == groups[int(np.argmin(sizes))]
     return cal
 
 
@@ -147,6 +150,7 @@ def collect_faces(
 
     Files are read on the same worker pool as ``muflow scan`` (faces.FaceStage)."""
     files = list(iter_image_files(paths))
+    keys = group_keys(files, config.group_by)
     crops, ids, skipped = [], [], Counter()
     make = lambda: FaceDetector(config.face_detector, config.det_threshold, threads=1)  # noqa: E731
     with FaceStage(make, config.crop_size, config.context, config.max_faces_per_image) as stage:
@@ -158,7 +162,7 @@ def collect_faces(
             kept = [f for f in res.faces if f.size_px >= config.min_face_px]
             skipped["small_face"] += len(res.faces) - len(kept)
             crops += [f.crop for f in kept]
-            ids += [i if config.group_by == "file" else path.parent] * len(kept)
+            ids += [keys[i]] * len(kept)
     empty = np.zeros((0, config.crop_size, config.crop_size, 3), np.uint8)
     groups = np.unique(np.asarray([str(g) for g in ids]), return_inverse=True)[1] if ids else np.zeros(0, int)
     return _stack(crops, empty), groups, len(files), skipped
@@ -225,6 +229,11 @@ def fit_crops(
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
 
+    if len(np.unique(group_ids)) < 2:
+        raise FitError(
+            f"all {n} faces are in one group (--group-by {config.group_by}), so none can be held out to calibrate; "
+            "give more photos or videos, or --group-by file if the files are independent photos"
+        )
     cal_mask = split_by_group(group_ids, config.calibration_fraction, rng)
     fit_crops_, cal_crops = Rows(crops, np.flatnonzero(~cal_mask)), crops[cal_mask]
     report.fit_faces, report.calibration_faces = len(fit_crops_), len(cal_crops)

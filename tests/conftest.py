@@ -82,7 +82,8 @@ def real_folder(tmp_path_factory, t1_rgb, astronaut) -> Path:
     return root
 
 
-FAST_FIT = ["--crop-size", "128", "--epochs", "2", "--flow-steps", "2", "--averages", "16", "--batch-size", "8", "-q"]
+# real_folder's files are variants of two photos: `auto` grouping would (rightly) see two sequences.
+FAST_FIT = ["--crop-size", "128", "--epochs", "2", "--flow-steps", "2", "--averages", "16", "--batch-size", "8", "--group-by", "file", "-q"]
 
 
 def fast_fit_config(**changes):
@@ -90,7 +91,7 @@ def fast_fit_config(**changes):
     from muflow_cli.fit import FitConfig
     from muflow_cli.model import FlowConfig
 
-    return FitConfig(crop_size=128, epochs=2, flow=FlowConfig(steps=2), averages=16, batch_size=8, **changes)
+    return FitConfig(**{"crop_size": 128, "epochs": 2, "flow": FlowConfig(steps=2), "averages": 16, "batch_size": 8, "group_by": "file", **changes})
 
 
 @pytest.fixture(scope="session")

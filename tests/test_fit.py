@@ -46,3 +46,13 @@ def test_a_fit_through_the_api_gives_a_calibrated_model(real_folder):
 def test_too_few_faces_is_a_fit_error(t1_path):
     with pytest.raises(FitError, match="found 6 usable faces"):
         fit([t1_path], fast_fit_config(), progress=False)
+
+
+def test_a_split_never_holds_out_everything():
+    cal = split_by_group(np.array([0] * 30 + [1] * 6), 0.2, np.random.default_rng(0))
+    assert cal.sum() == 6  # the 30-face group would overshoot: the smaller group is held out
+
+
+def test_one_group_cannot_be_split_and_says_why(real_folder):
+    with pytest.raises(FitError, match="one group"):
+        fit([real_folder / "group"], fast_fit_config(group_by="folder"), progress=False)
