@@ -157,8 +157,8 @@ def heldout_set(cache: Path, out: Path) -> int:
     return n
 
 
-def dcgan_set(cache: Path, out: Path, count: int, seed: int = 0) -> int:
-    """Faces from the DCGAN generator; its weights are opened with weights_only=True."""
+def dcgan_faces(cache: Path, count: int, seed: int = 0) -> np.ndarray:
+    """(count, 64, 64, 3) uint8 RGB faces from the DCGAN generator; its weights are opened with weights_only=True."""
     import io
 
     import torch
@@ -181,8 +181,12 @@ def dcgan_set(cache: Path, out: Path, count: int, seed: int = 0) -> int:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         imgs = gen(torch.randn(count, nz, 1, 1, generator=g))
-    imgs = ((imgs.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).round().astype(np.uint8)
-    for i, img in enumerate(imgs):
+    return ((imgs.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).round().astype(np.uint8)
+
+
+def dcgan_set(cache: Path, out: Path, count: int, seed: int = 0) -> int:
+    """Faces from the DCGAN generator, written as PNG files."""
+    for i, img in enumerate(dcgan_faces(cache, count, seed)):
         # The faces fill the 64x64 frame; a grey margin (as for dlib's crops) lets a detector see a whole face.
         img = cv2.copyMakeBorder(img[..., ::-1], 32, 32, 32, 32, cv2.BORDER_CONSTANT, value=(128, 128, 128))
         write(out / f"dcgan_{i:04d}.png", img)
