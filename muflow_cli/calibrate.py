@@ -24,7 +24,7 @@ from .calibration import Calibration, check_fpr, check_tail
 from .card import CalibrationInfo
 from .deepfake_model import DeepfakeModel
 from .errors import ConfigError, MuflowError
-from .faces import DETECTORS
+from .faces import check_face_finding
 from .files import GROUP_BY, group_keys
 from .scan import ScanConfig, scan
 
@@ -46,6 +46,8 @@ class CalibrateConfig:
     det_threshold: float | None = None
     batch_size: int | None = None
     workers: int = 0
+    aligned: str | None = None  # each image is one aligned face in this convention (faces.ALIGNED_CONVENTIONS)
+    min_face: float = 0.0
 
     def check(self) -> None:
         check_tail(self.tail)
@@ -54,8 +56,7 @@ class CalibrateConfig:
             raise ConfigError(f"group_by must be one of {', '.join(GROUP_BY)}")
         if self.folds < 2:
             raise ConfigError("folds must be at least 2")
-        if self.face_detector is not None and self.face_detector not in DETECTORS:
-            raise ConfigError(f"face detector must be one of {', '.join(DETECTORS)}")
+        check_face_finding(self.face_detector, self.aligned, self.min_face)
 
 
 @dataclass
@@ -98,7 +99,8 @@ def calibrate(
     """The model with its calibration scores replaced by those of the real faces under ``paths``."""
     config.check()
     table = scan(paths, model, ScanConfig(batch_size=config.batch_size, face_detector=config.face_detector,
-                                          det_threshold=config.det_threshold, workers=config.workers), progress=progress)
+                                          det_threshold=config.det_threshold, workers=config.workers,
+                                          aligned=config.aligned, min_face=config.min_face), progress=progress)
     report = CalibrateReport(files=int(table["file"].nunique()), previous_faces=len(model.calibration))
     ok = table[table["status"] == "ok"]
     small = ok["face_px"].astype(float) < config.min_face_px

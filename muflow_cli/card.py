@@ -47,13 +47,14 @@ class FaceDetectorSpec:
     kind: str = "scrfd"
     threshold: float = 0.5
 
-    def build(self, kind: str | None = None, threshold: float | None = None, threads: int = 0):
+    def build(self, kind: str | None = None, threshold: float | None = None, threads: int = 0, min_face: float = 0.0):
         """A :class:`faces.FaceDetector` of this kind, unless ``kind``/``threshold`` override it.
 
-        ``threads``: onnxruntime intra-op threads (0: all cores; 1 for one of several parallel workers)."""
+        ``threads``: onnxruntime intra-op threads (0: all cores; 1 for one of several parallel workers);
+        ``min_face``: the smallest face (px) to look for in large images (tiles; 0: off)."""
         from .faces import FaceDetector
 
-        return FaceDetector(kind or self.kind, threshold or self.threshold, threads=threads)
+        return FaceDetector(kind or self.kind, threshold or self.threshold, threads=threads, min_face=min_face)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,19 @@ CacheWhere = _choices("CacheWhere", ("auto", "memory", "disk"))  # cache.CACHE_P
 Engine = _choices("Engine", ("auto", "torch", "onnx"))  # engine.ENGINES
 GroupBy = _choices("GroupBy", ("auto", "file", "folder"))  # files.GROUP_BY
 FaceDetectorKind = _choices("FaceDetectorKind", ("scrfd", "yunet"))  # faces.DETECTORS
+Aligned = _choices("Aligned", ("muflow", "arcface", "ffhq"))  # faces.ALIGNED_CONVENTIONS
+
+ALIGNED_HELP = ("Each image is one already-aligned face in this convention (muflow: muflow's own crops, e.g. --save-faces; "
+                "arcface: 112-px ArcFace crops; ffhq: FFHQ/StyleGAN crops): scored without detection.")
+MIN_FACE_HELP = "Also look for faces this small (px) in large images, by tiles (slow: ~30x per 12-Mpixel photo; 0 = off)."
+
+
+def _aligned_option():
+    return typer.Option(None, "--aligned", help=ALIGNED_HELP)
+
+
+def _min_face_option():
+    return typer.Option(0.0, "--min-face", min=0.0, help=MIN_FACE_HELP)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -141,6 +154,8 @@ def scan(
     face_detector: Optional[FaceDetectorKind] = _face_detector_option(None),
     old_detector: Optional[FaceDetectorKind] = _OLD_DETECTOR,
     max_faces: int = typer.Option(0, "--max-faces", min=0, help="Keep at most N faces per image (0 = all)."),
+    aligned: Optional[Aligned] = _aligned_option(),
+    min_face: float = _min_face_option(),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone .safetensors for models fitted on a non-bundled backbone."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted scan (same arguments): finished files are not scanned again."),
     chunk_files: int = typer.Option(16, "--chunk-files", min=1, help="Files per unit of work (scored and journaled together)."),
@@ -155,7 +170,8 @@ def scan(
     outputs = [(p, fmt) for p, fmt in ((csv, "csv"), (parquet, "parquet"), (jsonl, "jsonl")) if p is not None]
     config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
                         face_detector=_face_detector(face_detector, old_detector), max_faces=max_faces,
-                        chunk_files=chunk_files, visuals=html_report is not None, workers=workers)
+                        chunk_files=chunk_files, visuals=html_report is not None, workers=workers,
+                        aligned=aligned.value if aligned else None, min_face=min_face)
     config.check()
     if resume and not outputs:
         _fail("--resume needs an output file (--csv, --parquet or --jsonl): the scan's journal lives beside it", 2)
@@ -260,6 +276,8 @@ def fit(
     crop_size: int = typer.Option(256, "--crop-size", min=64, help="Aligned crop side in pixels (multiple of 16)."),
     face_detector: FaceDetectorKind = _face_detector_option(FaceDetectorKind.scrfd),
     old_detector: Optional[FaceDetectorKind] = _OLD_DETECTOR,
+    aligned: Optional[Aligned] = _aligned_option(),
+    min_face: float = _min_face_option(),
     backbone: str = typer.Option("mobilenetv2_100", "--backbone", help="timm backbone name."),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights (.safetensors)."),
     download_backbone: bool = typer.Option(False, "--download-backbone", help="Let timm download pretrained weights (needs network)."),
@@ -284,6 +302,7 @@ def fit(
         backbone_weights=backbone_weights, download_backbone=download_backbone, flow=FlowConfig(steps=steps), k=k,
         averages=averages, calibration_fraction=calibration_fraction, group_by=group_by.value, epochs=epochs,
         batch_size=batch_size, lr=lr, seed=seed, tail=tail.value, device=device, cache=cache.value, cache_dir=cache_dir,
+        aligned=aligned.value if aligned else None, min_face=min_face,
     )
     config.check()
     check_output(output)  # before a long fit, not after it
@@ -393,6 +412,8 @@ def evaluate_cmd(
     device: str = typer.Option("auto", "--device"),
     engine: Engine = typer.Option(Engine.auto, "--engine", help=ENGINE_HELP),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Faces scored per batch (default: 8 on CPU, 32 on CUDA)."),
+    aligned: Optional[Aligned] = _aligned_option(),
+    min_face: float = _min_face_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Measure a detector on labelled real and fake folders, clean and perturbed. Tunes nothing."""
@@ -407,7 +428,8 @@ def evaluate_cmd(
     for name, path in reals + fakes:
         if not path.exists():
             _fail(f"no such folder: {path} ({name})", 2)
-    config = EvalConfig(fpr=fpr, tail=tail.value if tail else None, bootstrap=bootstrap, seed=seed, batch_size=batch_size)
+    config = EvalConfig(fpr=fpr, tail=tail.value if tail else None, bootstrap=bootstrap, seed=seed, batch_size=batch_size,
+                        aligned=aligned.value if aligned else None, min_face=min_face)
     config.check()
     det = _load(model, device, None, engine.value)
     scores, metrics = evaluate(reals, fakes, det, perts, config, progress=not quiet)
@@ -450,6 +472,8 @@ def calibrate(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Faces scored per batch (default: 8 on CPU, 32 on CUDA)."),
     face_detector: Optional[FaceDetectorKind] = _face_detector_option(None),
     workers: int = typer.Option(0, "--workers", min=0, help="Threads decoding and detecting ahead of scoring (0: one per CPU core)."),
+    aligned: Optional[Aligned] = _aligned_option(),
+    min_face: float = _min_face_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Re-calibrate a model on your own real faces (minutes, not a refit): new p-values and verdicts, same scores."""
@@ -458,7 +482,8 @@ def calibrate(
     from .calibrate import calibrate as run_calibrate
 
     config = CalibrateConfig(tail=tail.value if tail else None, group_by=group_by.value, fpr=fpr, batch_size=batch_size,
-                             face_detector=_face_detector(face_detector, None), workers=workers)
+                             face_detector=_face_detector(face_detector, None), workers=workers,
+                             aligned=aligned.value if aligned else None, min_face=min_face)
     config.check()
     check_output(output)
     _check_paths(paths)

@@ -19,6 +19,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from .calibration import check_fpr, check_tail
 from .deepfake_model import DeepfakeModel
 from .errors import ConfigError
+from .faces import check_face_finding
 from .perturb import Perturbation
 from .scan import ScanConfig, scan
 
@@ -30,10 +31,13 @@ class EvalConfig:
     bootstrap: int = 1000
     seed: int = 0
     batch_size: int | None = None  # None: by device
+    aligned: str | None = None  # each image is one aligned face in this convention (faces.ALIGNED_CONVENTIONS)
+    min_face: float = 0.0
 
     def check(self) -> None:
         check_fpr(self.fpr)
         check_tail(self.tail)
+        check_face_finding(None, self.aligned, self.min_face)
         if self.bootstrap < 0 or (self.batch_size is not None and self.batch_size < 1):
             raise ConfigError("bootstrap must be at least 0 and batch_size at least 1")
 
@@ -113,7 +117,8 @@ def evaluate(
     The clean run (no perturbation) is always measured first: every perturbed number needs it beside it."""
     config.check()
     perturbations = [Perturbation("none")] + [p for p in perturbations if p.kind != "none"]
-    scan_config = ScanConfig(fpr=config.fpr, tail=config.tail, batch_size=config.batch_size)
+    scan_config = ScanConfig(fpr=config.fpr, tail=config.tail, batch_size=config.batch_size, aligned=config.aligned,
+                             min_face=config.min_face)
     frames = []
     for pert in perturbations:
         for label, sources in ((0, reals), (1, fakes)):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .errors import ConfigError
 from .weights import weight_path
 
 # ArcFace 5-point template for a 112x112 crop (x, y).
@@ -401,6 +402,16 @@ class FileFaces:
 
 
 NO_FACE = "no face found"
+def check_face_finding(face_detector: str | None, aligned: str | None, min_face: float = 0.0) -> None:
+    """The face-finding settings every pipeline shares."""
+    if face_detector is not None and face_detector not in DETECTORS:
+        raise ConfigError(f"face detector must be one of {', '.join(DETECTORS)}")
+    if aligned is not None and aligned not in ALIGNED_CONVENTIONS:
+        raise ConfigError(f"aligned must be one of {', '.join(ALIGNED_CONVENTIONS)}")
+    if min_face < 0:
+        raise ConfigError("min_face must be at least 0")
+
+
 NO_FACE_CROP = "no face found (if each image is one aligned face crop, use --aligned)"
 
 

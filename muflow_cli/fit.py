@@ -27,7 +27,7 @@ from .card import CalibrationInfo, CropSpec, FaceDetectorSpec, TrainingInfo
 from .deepfake_model import DeepfakeModel, new_card
 from .device import pick_device
 from .errors import ConfigError, MuflowError
-from .faces import DETECTORS, FaceDetector, FaceStage
+from .faces import FaceDetector, FaceStage, check_face_finding
 from .features import create_feature_extractor
 from .files import GROUP_BY, group_keys
 from .images import iter_image_files
@@ -68,14 +68,15 @@ class FitConfig:
     cache: str = "auto"  # where the feature cache lives: auto (RAM while it needs <= half the free memory), memory, disk
     cache_dir: Path | None = None  # folder for an on-disk cache (default: the system's temporary folder)
     device: str = "auto"
+    aligned: str | None = None  # each image is one aligned face in this convention (faces.ALIGNED_CONVENTIONS)
+    min_face: float = 0.0  # smallest face (px) to look for in large images, by tiles; 0: off
     data_note: str = ""  # free text about the fit data, kept in the card
 
     def check(self) -> None:
         """Every rule on the settings, checked before a single face is collected."""
         if self.crop_size < 64 or self.crop_size % 16:
             raise ConfigError("crop size must be a multiple of 16, at least 64 (the backbone's stride is 16)")
-        if self.face_detector not in DETECTORS:
-            raise ConfigError(f"face detector must be one of {', '.join(DETECTORS)}")
+        check_face_finding(self.face_detector, self.aligned, self.min_face)
         if self.group_by not in GROUP_BY:
             raise ConfigError(f"group_by must be one of {', '.join(GROUP_BY)}")
         if not 0.05 <= self.calibration_fraction <= 0.5:
@@ -152,8 +153,8 @@ def collect_faces(
     files = list(iter_image_files(paths))
     keys = group_keys(files, config.group_by)
     crops, ids, skipped = [], [], Counter()
-    make = lambda: FaceDetector(config.face_detector, config.det_threshold, threads=1)  # noqa: E731
-    with FaceStage(make, config.crop_size, config.context, config.max_faces_per_image) as stage:
+    make = lambda: FaceDetector(config.face_detector, config.det_threshold, threads=1, min_face=config.min_face)  # noqa: E731
+    with FaceStage(make, config.crop_size, config.context, config.max_faces_per_image, aligned=config.aligned) as stage:
         results = track(stage.map(files), "faces   ", total=len(files), enabled=progress)
         for i, (path, res) in enumerate(zip(files, results)):
             if res.status != "ok":

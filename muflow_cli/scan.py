@@ -27,7 +27,7 @@ from .calibration import check_fpr, check_tail, verdict
 from .deepfake_model import DeepfakeModel
 from .device import default_batch_size
 from .errors import ConfigError
-from .faces import DETECTORS, FaceStage, FileFaces
+from .faces import FaceStage, FileFaces, check_face_finding
 from .files import shown_path
 from .images import iter_image_files
 from .journal import ScanJournal, file_identity, run_settings
@@ -46,14 +46,15 @@ class ScanConfig:
     chunk_files: int = 16  # files per unit of work: scored together, journaled together
     visuals: bool = False  # keep decoded images and residual maps for the observer (HTML report)
     workers: int = 0  # detection threads, one image each; 0: one per CPU core (faces.default_workers)
+    aligned: str | None = None  # each image is one aligned face in this convention (faces.ALIGNED_CONVENTIONS): no detection
+    min_face: float = 0.0  # smallest face (px) to look for in large images, by tiles; 0: off (faces.FaceDetector)
 
     def check(self) -> None:
         check_fpr(self.fpr)
         check_tail(self.tail)
         if self.chunk_files < 1 or (self.batch_size is not None and self.batch_size < 1) or self.workers < 0 or self.max_faces < 0:
             raise ConfigError("chunk_files and batch_size must be at least 1, workers and max_faces at least 0")
-        if self.face_detector is not None and self.face_detector not in DETECTORS:
-            raise ConfigError(f"face detector must be one of {', '.join(DETECTORS)}")
+        check_face_finding(self.face_detector, self.aligned, self.min_face)
 
 
 @dataclass
@@ -134,8 +135,8 @@ def iter_scan(
         return journal.lookup(index, ids_of(index)) if journal is not None else None
 
     stage = FaceStage(
-        lambda: model.card.face_detector.build(config.face_detector, config.det_threshold, threads=1),
-        model.crop_size, model.context, config.max_faces, transform, config.visuals, config.workers,
+        lambda: model.card.face_detector.build(config.face_detector, config.det_threshold, threads=1, min_face=config.min_face),
+        model.crop_size, model.context, config.max_faces, transform, config.visuals, config.workers, config.aligned,
     )
     engine = model.engine
     engine.set_spinning(False)  # scoring shares the cores with the detection workers

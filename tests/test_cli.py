@@ -156,3 +156,20 @@ def test_scan_tables_do_not_depend_on_the_number_of_workers(tmp_path, real_folde
         assert runner.invoke(app, args).exit_code == 0
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] and outs[0].count(b",ok,") == 36
+
+
+def test_an_aligned_crop_scores_as_the_face_it_came_from(tmp_path, astronaut, face_detector, default_detector):
+    """--aligned muflow: a crop saved from a scan (lossless) scores exactly as the face did in its photo."""
+    from conftest import write_rgb
+
+    face = face_detector.faces(astronaut, size=256, context=1.5)[0]
+    photo, crop = write_rgb(tmp_path / "photo.png", astronaut), write_rgb(tmp_path / "crops" / "face.png", face.crop)
+    scores = []
+    for args in ([str(photo)], [str(crop.parent), "--aligned", "muflow"]):
+        out = tmp_path / f"{len(scores)}.csv"
+        res = runner.invoke(app, ["scan", *args, "--csv", str(out), "-q"])
+        assert res.exit_code == 0, res.output
+        df = pd.read_csv(out)
+        assert list(df["status"]) == ["ok"]
+        scores.append(float(df["score"][0]))
+    assert abs(scores[0] - scores[1]) <= 1e-6  # the same pixels reach the backbone
