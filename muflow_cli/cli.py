@@ -267,7 +267,7 @@ def _summary(counts: dict[str, int], rule: str, written: list[Path]) -> None:
 @_command
 def fit(
     paths: list[Path] = typer.Argument(..., help="Folders (or files) of real face images."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the model bundle (a folder)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the model bundle (a folder); default: NAME.muflow here, after the first input."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (default: ~6,000 face presentations, 8-60 epochs)."),
     k: Optional[int] = typer.Option(None, "--k", min=1, help="Crops per average face (default: n/4, at most 500)."),
     averages: Optional[int] = typer.Option(None, "--averages", min=8, help="Number of average faces (default: 2n, 64-1000)."),
@@ -305,8 +305,11 @@ def fit(
         aligned=aligned.value if aligned else None, min_face=min_face,
     )
     config.check()
+    _check_paths(paths)
+    if output is None:
+        output = default_output(paths[0])
     check_output(output)  # before a long fit, not after it
-    det, report = run_fit(paths, config, progress=not quiet)
+    det, report = run_fit(paths, config, progress=not quiet, notify=None if quiet else lambda line: err.print(line, highlight=False))
     det.save(output)
     for w in report.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
@@ -330,6 +333,17 @@ def fit(
     for a, b in rows:
         t.add_row(a, str(b))
     err.print(t)
+    err.print(f"wrote {output}\nscan with it: muflow scan PHOTOS --model {output}", highlight=False)
+
+
+def default_output(first_input: Path) -> Path:
+    """NAME.muflow in the current folder, NAME from the first input; never an existing path (NAME-2.muflow, …)."""
+    name = Path(os.path.basename(os.path.abspath(first_input))).stem or "model"  # as the user named it (no link resolved)
+    candidate, n = Path(f"{name}.muflow"), 1
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = Path(f"{name}-{n}.muflow")
+    return candidate
 
 
 @app.command()

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ class FitReport:
     seconds: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # where the feature cache lived, and its size
     warnings: list[str] = field(default_factory=list)  # for the person who ran the fit (the CLI prints them)
+    estimate: dict[str, float] = field(default_factory=dict)  # seconds per remaining stage, measured before it ran
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,8 +198,13 @@ class Rows:
         return self.array[self.index[i]]
 
 
-def fit(paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: bool = True) -> tuple[DeepfakeModel, FitReport]:
-    """Fit on the real faces under ``paths``; returns the model and what happened."""
+def fit(
+    paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: bool = True, notify: Callable[[str], None] | None = None
+) -> tuple[DeepfakeModel, FitReport]:
+    """Fit on the real faces under ``paths``; returns the model and what happened.
+
+    ``notify`` receives a line for the person waiting, once the faces are collected: how many will be
+    fitted, what was skipped and why, and the time the rest will take, measured on this machine."""
     config.check()
     paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     report = FitReport()
@@ -205,7 +212,7 @@ def fit(paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: boo
     crops, ids, report.files, skipped = collect_faces(paths, config, progress)
     report.skipped = {k: v for k, v in skipped.items() if v}
     report.seconds["faces"] = time.perf_counter() - t0
-    return fit_crops(crops, ids, config, progress, report)
+    return fit_crops(crops, ids, config, progress, report, notify)
 
 
 def fit_crops(
@@ -214,6 +221,7 @@ def fit_crops(
     config: FitConfig = FitConfig(),
     progress: bool = True,
     report: FitReport | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> tuple[DeepfakeModel, FitReport]:
     """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video)."""
     config.check()
@@ -244,10 +252,18 @@ def fit_crops(
     backbone = create_feature_extractor(
         config.backbone, config.backbone_weights, config.taps, config.download_backbone
     ).to(device)
+    report.k, report.averages = default_average_plan(report.fit_faces, config.k, config.averages)
+    report.epochs = config.epochs or default_epochs(report.fit_faces)
+    if notify is not None:
+        report.estimate = estimate_seconds(backbone, fit_crops_, report, config, device)
+        skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.skipped.items()) or "nothing"
+        parts = ", ".join(f"{k} {_duration(v)}" for k, v in report.estimate.items() if k != "total")
+        notify(f"fitting on {report.fit_faces} faces, {report.calibration_faces} held out to calibrate "
+               f"({len(np.unique(group_ids))} groups by {config.group_by}); skipped: {skipped}. "
+               f"Estimated time for the rest, measured on this machine: {_duration(report.estimate['total'])} ({parts})")
 
     # Averages -> Gaussian target per layer.
     t = time.perf_counter()
-    report.k, report.averages = default_average_plan(report.fit_faces, config.k, config.averages)
     pooled: list[list[np.ndarray]] = [[] for _ in backbone.channels]
     batches = average_faces(fit_crops_, report.k, report.averages, rng, batch=config.batch_size)
     for batch in track(batches, "averages", total=math.ceil(report.averages / config.batch_size), enabled=progress):
@@ -295,6 +311,42 @@ def fit_crops(
     return detector, report
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def estimate_seconds(backbone, crops, report: FitReport, config: FitConfig, device: torch.device) -> dict[str, float]:
+    """Time of each remaining stage, from a short timed probe on this machine (a few seconds, not a guess).
+
+    One batch of fit crops through the backbone gives seconds per image (averages, features, calibration);
+    two training steps of throw-away flows on its features give seconds per face per epoch. The probe
+    runs on a forked RNG, so the fit itself is exactly what it would be without it."""
+    batch = torch.from_numpy(crops[np.arange(min(config.batch_size, len(crops)))])
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        t = time.perf_counter()
+        feats = backbone(batch)
+        per_image = (time.perf_counter() - t) / len(batch)
+        flows = MuFlowModel(backbone.channels, config.flow).to(device).train()
+        opt = torch.optim.Adam(flows.flows.parameters(), lr=config.lr)
+        steps = []
+        for _ in range(2):  # the first step pays one-off costs
+            t = time.perf_counter()
+            loss = flows([f.half().float() for f in feats])["score"].mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps.append(time.perf_counter() - t)
+    per_face_step = steps[-1] / len(batch)
+    out = {
+        "averages": report.averages * per_image,
+        "features": report.fit_faces * per_image,
+        "training": report.epochs * report.fit_faces * per_face_step,
+        "calibration": report.calibration_faces * per_image * 1.5,  # backbone + flows forward
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
 def _features(backbone, crops: np.ndarray, config: FitConfig, progress: bool) -> FeatureCache:
     cache = None
     try:
@@ -321,7 +373,6 @@ def model_for(backbone, targets: list[GaussianTarget], flow: FlowConfig, device:
 def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: FitReport, rng, device, progress: bool) -> MuFlowModel:
     """Adam with a cosine schedule over ``report.epochs`` epochs of the cached features."""
     t = time.perf_counter()
-    report.epochs = config.epochs or default_epochs(report.fit_faces)
     opt = torch.optim.Adam(model.flows.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(report.fit_faces / config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=report.epochs * steps_per_epoch)

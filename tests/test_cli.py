@@ -173,3 +173,17 @@ def test_an_aligned_crop_scores_as_the_face_it_came_from(tmp_path, astronaut, fa
         assert list(df["status"]) == ["ok"]
         scores.append(float(df["score"][0]))
     assert abs(scores[0] - scores[1]) <= 1e-6  # the same pixels reach the backbone
+
+
+def test_fit_without_an_output_writes_beside_the_input_name_and_says_how_to_use_it(tmp_path, real_folder, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reals.muflow").write_text("an existing file is never replaced")
+    link = tmp_path / "reals"
+    link.symlink_to(real_folder)
+    args = [a for a in FAST_FIT if a != "-q"]
+    res = runner.invoke(app, ["fit", "reals", *args], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "reals-2.muflow" / "card.json").is_file()
+    assert (tmp_path / "reals.muflow").read_text() == "an existing file is never replaced"
+    assert "muflow scan PHOTOS --model reals-2.muflow" in res.output
+    assert "fitting on" in res.output and "Estimated time" in res.output and "measured on this machine" in res.output
