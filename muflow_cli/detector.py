@@ -112,7 +112,8 @@ class Detector:
     def engine(self) -> TorchEngine | OnnxEngine:
         """The scoring engine, built on first use (the ONNX export takes about a second)."""
         if self._engine is None:
-            self._engine = create_engine(self.engine_name, self.backbone, self.model, self.device, self.crop_size)
+            self._engine = create_engine(self.engine_name, self.backbone, self.model, self.device, self.crop_size,
+                                         cache_key=self.card.get("tensors", {}).get("sha256"))
         return self._engine
 
     # -- scoring --------------------------------------------------------------------
