@@ -77,7 +77,8 @@ def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     try:
         kind = special_file(path)
         if kind is None:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+            fd = os.open(path, flags)
     except OSError as exc:
         raise ImageReadError("unreadable", refusal_message(path, exc)) from None
     if kind is not None:
