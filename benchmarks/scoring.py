@@ -119,7 +119,7 @@ def main() -> int:
                 continue
             # Built directly, without create_engine's probe check: random ResNet-50 weights blow activations up
             # (scores ~1e3-1e5), where float32 reordering alone moves scores by ~1e-4 relative; the gap is shown instead.
-            engine = OnnxEngine(backbone, model, 256) if name == "onnx" else TorchEngine(backbone, model, device)
+            engine = OnnxEngine.export(backbone, model, 256) if name == "onnx" else TorchEngine(backbone, model, device)
             gap = max_relative_gap(TorchEngine(backbone, model, device)(crops[:4], False)[0], engine(crops[:4], False)[0])
             for batch in args.batches:
                 if batch > n:

@@ -67,7 +67,8 @@ class DeepfakeModel:
     def engine(self) -> TorchEngine | OnnxEngine:
         """The scoring engine, built on first use (the ONNX export takes about a second)."""
         if self._engine is None:
-            self._engine = create_engine(self.engine_name, self.backbone, self.model, self.device, self.crop_size)
+            self._engine = create_engine(self.engine_name, self.backbone, self.model, self.device, self.crop_size,
+                                         cache_key=self.tensors_sha256)
         return self._engine
 
     def score(self, crops: np.ndarray | torch.Tensor, batch_size: int = 32, with_maps: bool = False) -> dict[str, np.ndarray]:

@@ -6,10 +6,13 @@ convolutions, fuses activations and runs blocked convolution kernels: the same s
 2x the faces/s for the default model (docs/performance.md). On CUDA, torch is used (muflow does
 not depend on onnxruntime-gpu).
 
-The ONNX graph is exported in memory from the loaded model each time a detector builds it
-(about a second, nothing written to disk, nothing from outside loaded), with a dynamic batch
-axis. It is then checked against torch on a probe batch; where the two disagree by more than
-``TOLERANCE`` (relative, per layer), or the export fails, muflow says so and scores with torch.
+The ONNX graph is exported from the loaded model with a dynamic batch axis. Exporting traces
+the model and takes seconds, most of a one-image scan, so a saved model's graph is cached on
+disk (:class:`GraphCache`, keyed by the model's tensor sha256 and the versions that shape the
+export); an unsaved model is exported in memory every time. Whatever its source, the graph is
+checked against torch on a probe batch before it scores: a cached graph that disagrees is
+deleted and exported afresh, and where an exported graph disagrees by more than ``TOLERANCE``
+(relative, per layer), or the export fails, muflow says so and scores with torch.
 On real faces the two agree to about 1e-6 nats/dim (tests/test_engine.py).
 """
 
@@ -24,6 +27,7 @@ from torch import nn
 
 from .errors import MuflowError
 from .features import FeatureExtractor
+from .graphcache import GraphCache
 from .model import MuFlowModel
 
 ENGINES = ("auto", "torch", "onnx")
@@ -65,49 +69,69 @@ class TorchEngine:
         return out["layers"].cpu().numpy(), [m.cpu().numpy() for m in out.get("maps", [])]
 
 
+def export_graph(backbone: FeatureExtractor, model: MuFlowModel, crop_size: int) -> bytes:
+    """The scoring graph as ONNX bytes, batch axis dynamic (seconds: the tracer runs the whole model)."""
+    graph = ScoringGraph(backbone, model).eval()
+    outputs = ["layers"] + [f"map{i}" for i in range(len(model.flows))]
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes about constant spatial sizes, deprecation notices
+        torch.onnx.export(
+            graph,
+            (torch.zeros(2, crop_size, crop_size, 3, dtype=torch.uint8),),
+            buf,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["crops"],
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["crops", *outputs]},
+        )
+    return buf.getvalue()
+
+
 class OnnxEngine:
-    """The whole scoring graph in one ONNX Runtime session (CPU)."""
+    """The whole scoring graph in one ONNX Runtime session (CPU).
+
+    ``source`` says where the graph came from: ``"export"`` (traced in this process) or ``"cache"``."""
 
     name = "onnx"
 
-    def __init__(self, backbone: FeatureExtractor, model: MuFlowModel, crop_size: int, threads: int | None = None) -> None:
-        graph = ScoringGraph(backbone, model).eval()
-        n_layers = len(model.flows)
-        buf = io.BytesIO()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes about constant spatial sizes, deprecation notices
-            torch.onnx.export(
-                graph,
-                (torch.zeros(2, crop_size, crop_size, 3, dtype=torch.uint8),),
-                buf,
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=["crops"],
-                output_names=["layers"] + [f"map{i}" for i in range(n_layers)],
-                dynamic_axes={name: {0: "batch"} for name in ["crops", "layers"] + [f"map{i}" for i in range(n_layers)]},
-            )
-        self._graph = buf.getvalue()
+    def __init__(self, graph: bytes, threads: int | None = None, source: str = "export") -> None:
+        self.graph = graph
+        self.source = source
         self._threads = threads if threads is not None else torch.get_num_threads()
         self._sessions: dict[bool, object] = {}
-        self.set_spinning(True)
+        self._spinning = True
+
+    @classmethod
+    def export(cls, backbone: FeatureExtractor, model: MuFlowModel, crop_size: int, threads: int | None = None) -> OnnxEngine:
+        """An engine for a freshly exported graph of ``backbone`` + ``model`` (not checked against torch)."""
+        return cls(export_graph(backbone, model, crop_size), threads)
 
     def set_spinning(self, on: bool) -> None:
         """Whether idle pool threads spin (fastest alone: 100 vs 84 faces/s) or sleep (fastest when the
         scan's detection workers share the cores: 24.1 vs 27.8 s end to end; docs/performance.md)."""
-        import onnxruntime as ort
+        self._spinning = on
 
-        if on not in self._sessions:  # one session per setting, built on first use (~0.1 s)
+    def session(self, spinning: bool):
+        """The ORT session for one spinning setting, built on first use (~0.1 s each)."""
+        if spinning not in self._sessions:
+            import onnxruntime as ort
+
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             opts.intra_op_num_threads = self._threads
             opts.log_severity_level = 3
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if on else "0")
-            self._sessions[on] = ort.InferenceSession(self._graph, sess_options=opts, providers=["CPUExecutionProvider"])
-        self.session = self._sessions[on]
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+            self._sessions[spinning] = ort.InferenceSession(self.graph, sess_options=opts, providers=["CPUExecutionProvider"])
+        return self._sessions[spinning]
+
+    def run(self, crops: torch.Tensor | np.ndarray, with_maps: bool, spinning: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        outs = self.session(spinning).run(None, {"crops": np.ascontiguousarray(np.asarray(crops, dtype=np.uint8))})
+        return outs[0], (outs[1:] if with_maps else [])
 
     def __call__(self, crops: torch.Tensor, with_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-        outs = self.session.run(None, {"crops": np.ascontiguousarray(np.asarray(crops, dtype=np.uint8))})
-        return outs[0], (outs[1:] if with_maps else [])
+        return self.run(crops, with_maps, self._spinning)
 
 
 def probe_crops(crop_size: int, n: int = 3) -> torch.Tensor:
@@ -131,9 +155,17 @@ def check_engine_name(name: str) -> None:
 
 
 def create_engine(
-    name: str, backbone: FeatureExtractor, model: MuFlowModel, device: torch.device, crop_size: int
+    name: str,
+    backbone: FeatureExtractor,
+    model: MuFlowModel,
+    device: torch.device,
+    crop_size: int,
+    cache_key: str | None = None,
 ) -> TorchEngine | OnnxEngine:
-    """``auto``: ONNX Runtime on CPU when it builds and matches torch, else torch; ``torch``/``onnx``: as named."""
+    """``auto``: ONNX Runtime on CPU when it builds and matches torch, else torch; ``torch``/``onnx``: as named.
+
+    ``cache_key`` identifies the model's tensors (a saved bundle's sha256): with it the graph comes
+    from, or goes to, the on-disk :class:`GraphCache`; without it, it is exported in memory."""
     check_engine_name(name)
     torch_engine = TorchEngine(backbone, model, device)
     if name == "torch" or (name == "auto" and device.type != "cpu"):
@@ -142,15 +174,57 @@ def create_engine(
         raise EngineError("--engine onnx runs on the CPU; use --device cpu or --engine torch")
     cause: Exception | None = None
     try:
-        onnx_engine = OnnxEngine(backbone, model, crop_size)
-        probe = probe_crops(crop_size)
-        gap = max_relative_gap(torch_engine(probe, False)[0], onnx_engine(probe, False)[0])
-        if gap <= TOLERANCE:
+        onnx_engine, problem = _checked_onnx_engine(torch_engine, backbone, model, crop_size, cache_key)
+        if onnx_engine is not None:
             return onnx_engine
-        problem = f"the ONNX graph's scores differ from torch's by {gap:.2g} (relative) > {TOLERANCE:g}"
     except Exception as exc:  # the exporter and ORT raise many kinds
         cause, problem = exc, f"the ONNX scoring graph could not be built ({type(exc).__name__}: {exc})"
     if name == "onnx":
         raise EngineError(problem) from cause
     warnings.warn(f"muflow: scoring with torch: {problem}", stacklevel=2)
     return torch_engine
+
+
+def _single_threaded(torch_engine: TorchEngine, crops: torch.Tensor) -> np.ndarray:
+    """Torch's per-layer scores of a few ``crops`` on one thread, for the probe check.
+
+    Why one: a 3-crop batch gains little from more, and torch's OpenMP threads, when other work
+    holds the cores, wait on each other: 6 s instead of 0.2 s for the probe on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch_engine(crops, False)[0]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _checked_onnx_engine(
+    torch_engine: TorchEngine, backbone: FeatureExtractor, model: MuFlowModel, crop_size: int, cache_key: str | None
+) -> tuple[OnnxEngine | None, str]:
+    """An ONNX engine whose probe scores match torch's, from the cache or a fresh export; else (None, why)."""
+    probe = probe_crops(crop_size)
+    expected = _single_threaded(torch_engine, probe)
+
+    def gap(engine: OnnxEngine) -> float:
+        # The probe builds the non-spinning session: the one a scan scores with (scan.py), so it is built once.
+        return max_relative_gap(expected, engine.run(probe, False, spinning=False)[0])
+
+    cache = GraphCache.default() if cache_key else None
+    fields = GraphCache.fields(cache_key, crop_size, OPSET) if cache is not None else None
+    if cache is not None:
+        graph = cache.load(fields)
+        if graph is not None:
+            try:
+                engine = OnnxEngine(graph, source="cache")
+                if gap(engine) <= TOLERANCE:
+                    return engine, ""
+            except Exception:  # intact bytes that ORT refuses: as wrong as a graph that disagrees
+                pass
+            cache.discard(fields)  # intact but not this model's graph: never used again, exported afresh
+    engine = OnnxEngine.export(backbone, model, crop_size)
+    found = gap(engine)
+    if found > TOLERANCE:
+        return None, f"the ONNX graph's scores differ from torch's by {found:.2g} (relative) > {TOLERANCE:g}"
+    if cache is not None:
+        cache.store(fields, engine.graph)
+    return engine, ""

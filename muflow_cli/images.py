@@ -6,6 +6,8 @@ CMYK and 16-bit inputs converted) or an :class:`ImageReadError` with a status an
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -36,10 +38,65 @@ class ImageReadError(InputError):
     """An image that cannot be decoded."""
 
 
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "named pipe (FIFO)"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISDIR, "directory"),
+)
+
+
+def special_file(path: Path | str, st: os.stat_result | None = None) -> str | None:
+    """None for a regular file (or a symbolic link to one); else what it is, e.g. "named pipe (FIFO)" or
+    "symbolic link to a character device".
+
+    Why: reading a FIFO blocks until someone writes to it (a scan that never ends), a device like
+    /dev/zero never ends or has side effects. Only ``stat`` is called (links followed): nothing is opened.
+    Raises OSError as ``os.stat`` does (FileNotFoundError for a missing file or a broken link).
+    """
+    st = st if st is not None else os.stat(path)
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = next((name for is_kind, name in _SPECIAL_KINDS if is_kind(st.st_mode)), "special file")
+    return f"symbolic link to a {kind}" if os.path.islink(path) else kind
+
+
+def refusal_message(path: Path | str, exc: OSError) -> str:
+    """The table message for a file that cannot even be looked at or opened."""
+    if isinstance(exc, FileNotFoundError):
+        return "broken symbolic link" if os.path.islink(path) else "file not found"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.strerror or exc}"
+    return f"cannot open: {exc.strerror or exc}"
+
+
 def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode ``path`` to an (H, W, 3) uint8 RGB array, or raise :class:`ImageReadError`."""
+    """Decode ``path`` to an (H, W, 3) uint8 RGB array, or raise :class:`ImageReadError`.
+
+    Only regular files are opened: a FIFO, socket, device or directory (or a link to one) is refused
+    by name. The file is opened non-blocking and checked again, so one swapped in after the check
+    cannot hang the read either."""
     try:
-        with Image.open(path) as im:
+        kind = special_file(path)
+        if kind is None:
+            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+            fd = os.open(path, flags)
+    except OSError as exc:
+        raise ImageReadError("unreadable", refusal_message(path, exc)) from None
+    if kind is not None:
+        raise ImageReadError("unreadable", f"not a regular file: {kind}")
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        kind = special_file(path, st)
+        if kind is not None:
+            raise ImageReadError("unreadable", f"not a regular file: {kind}")
+        return _decode(fh, st.st_size, max_pixels)
+
+
+def _decode(fh, size: int, max_pixels: int) -> np.ndarray:
+    try:
+        with Image.open(fh) as im:
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageReadError("too_large", f"{w}x{h} pixels is above the limit of {max_pixels:,}")
@@ -47,14 +104,7 @@ def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             return _to_rgb8(im)
     except ImageReadError:
         raise
-    except PermissionError as exc:
-        raise ImageReadError("unreadable", f"permission denied: {exc.strerror or exc}") from None
-    except IsADirectoryError:
-        raise ImageReadError("unreadable", "is a directory") from None
-    except FileNotFoundError:
-        raise ImageReadError("unreadable", "file not found") from None
     except UnidentifiedImageError:
-        size = path.stat().st_size if path.exists() else 0
         msg = "empty file" if size == 0 else "not an image format muflow can read"
         raise ImageReadError("unreadable", msg) from None
     except Image.DecompressionBombError as exc:

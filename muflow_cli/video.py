@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .images import InputError
+from .images import InputError, refusal_message, special_file
 
 # FFmpeg prints decoder complaints straight to stderr ("moov atom not found"); muflow reports
 # each bad file as a row instead. Set OPENCV_FFMPEG_LOGLEVEL yourself to see them.
@@ -55,9 +55,16 @@ class VideoInfo:
 
 
 def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
-    if not Path(path).is_file():
-        raise VideoReadError("unreadable", "not a file" if Path(path).exists() else "file not found")
-    if Path(path).stat().st_size == 0:
+    """Open a regular video file; a FIFO, socket, device or directory (or a link to one) is refused by
+    name before OpenCV sees it (FFmpeg would wait forever on a FIFO)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise VideoReadError("unreadable", refusal_message(path, exc)) from None
+    kind = special_file(path, st)
+    if kind is not None:
+        raise VideoReadError("unreadable", f"not a regular file: {kind}")
+    if st.st_size == 0:
         raise VideoReadError("unreadable", "empty file")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():

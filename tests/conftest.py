@@ -10,6 +10,17 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def graph_cache_dir(tmp_path_factory) -> Path:
+    """Every test, and every `muflow` subprocess a test starts, caches ONNX graphs in a fresh folder:
+    never the user's cache, and never what an earlier run left."""
+    path = tmp_path_factory.mktemp("muflow-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MUFLOW_CACHE_DIR", str(path))
+        mp.delenv("MUFLOW_GRAPH_CACHE", raising=False)
+        yield path
+
+
 def insightface_image(name: str) -> Path:
     spec = importlib.util.find_spec("insightface")
     assert spec and spec.origin

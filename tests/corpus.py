@@ -8,6 +8,7 @@ without read permission is readable for root).
 from __future__ import annotations
 
 import os
+import socket
 import struct
 import zlib
 from pathlib import Path
@@ -17,6 +18,14 @@ import numpy as np
 from PIL import Image
 
 OK = {"ok"}
+# Special files, each with the message its one row must carry: a scan names them and never opens
+# them (reading a FIFO waits for a writer forever; /dev/zero never ends).
+SPECIAL_FILES = {
+    "pipe.jpg": "not a regular file: named pipe (FIFO)",
+    "sock.png": "not a regular file: socket",
+    "zero.jpg": "not a regular file: symbolic link to a character device",
+    "pipe_link.jpg": "not a regular file: symbolic link to a named pipe (FIFO)",
+}
 
 
 def _png_header_only(path: Path, width: int, height: int) -> None:
@@ -97,4 +106,10 @@ def make_corpus(root: Path, face_rgb: np.ndarray) -> dict[str, set[str]]:
     (root / "folder_named.jpg").mkdir()
     put("folder_named.jpg/inside.png", OK).write_bytes(png.tobytes())
     put("=HYPERLINK(1)+@x.png", OK).write_bytes(png.tobytes())
+
+    os.mkfifo(put("pipe.jpg", {"unreadable"}))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(put("sock.png", {"unreadable"})))  # the socket node stays after the socket is closed
+    put("zero.jpg", {"unreadable"}).symlink_to("/dev/zero")
+    put("pipe_link.jpg", {"unreadable"}).symlink_to("pipe.jpg")
     return cases

@@ -11,8 +11,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from corpus import make_corpus
+from corpus import SPECIAL_FILES, make_corpus
 from muflow_cli.cli import app
+
+# The whole corpus scan, from a fresh process, must end within this (about a minute on a busy 2-core
+# machine): a special file that blocked the scan would hang it forever without a limit.
+SCAN_TIMEOUT_S = 300
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,7 @@ def test_scan_over_the_bad_input_corpus(corpus, tmp_path):
     out = tmp_path / "corpus.csv"
     proc = subprocess.run(
         [sys.executable, "-m", "muflow_cli", "scan", str(root), "--csv", str(out), "-q"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=SCAN_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "", proc.stderr  # -q: nothing on stderr, not even library noise
@@ -37,6 +41,9 @@ def test_scan_over_the_bad_input_corpus(corpus, tmp_path):
         rows = df[df["name"] == name]
         assert set(rows["status"]) <= expected, (name, list(rows["status"]), list(rows["message"]))
         assert (rows.loc[rows["status"] != "ok", "message"].str.len() > 0).all(), name
+    for name, message in SPECIAL_FILES.items():
+        rows = df[df["name"] == name]
+        assert list(rows["status"]) == ["unreadable"] and list(rows["message"]) == [message], (name, rows.to_dict("records"))
     small = df[df["name"] == "fifty_small_faces.png"]
     assert len(small) >= 40 and (small["message"].str.contains("small face")).all()
     exif = df[df["name"].str.startswith("exif_orientation")]

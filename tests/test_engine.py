@@ -1,11 +1,16 @@
-"""The ONNX Runtime scoring graph gives torch's scores on real faces, at any batch size."""
+"""The ONNX Runtime scoring graph gives torch's scores on real faces, at any batch size; its disk cache."""
+
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from muflow_cli.deepfake_model import DeepfakeModel
-from muflow_cli.engine import TOLERANCE, EngineError, OnnxEngine, TorchEngine, create_engine, max_relative_gap
+from muflow_cli.engine import OPSET, TOLERANCE, EngineError, OnnxEngine, TorchEngine, create_engine, max_relative_gap
+from muflow_cli.graphcache import GraphCache
 from muflow_cli.flow import ChannelShuffle
 from muflow_cli.target import GaussianTarget
 
@@ -119,3 +124,108 @@ def test_auto_falls_back_to_torch_when_the_graph_fails_or_disagrees(monkeypatch,
         assert isinstance(create_engine("auto", *args), TorchEngine)
     with pytest.raises(EngineError, match="exporter gone"):
         create_engine("onnx", *args)
+
+
+# -- the on-disk graph cache ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported_graph(default_detector) -> bytes:
+    """The default model's graph, exported in memory (no cache involved)."""
+    return OnnxEngine.export(default_detector.backbone, default_detector.model, default_detector.crop_size).graph
+
+
+def _build(det, cache_key):
+    return create_engine("onnx", det.backbone, det.model, torch.device("cpu"), det.crop_size, cache_key=cache_key)
+
+
+def _entry(det) -> tuple[GraphCache, dict, Path, Path]:
+    cache = GraphCache.default()
+    fields = GraphCache.fields(det.tensors_sha256, det.crop_size, OPSET)
+    return (cache, fields, *cache.paths(fields))
+
+
+def test_graph_cache_second_build_loads_and_scores_like_the_in_memory_export(default_detector, exported_graph, real_crops, tmp_path, monkeypatch):
+    monkeypatch.setenv("MUFLOW_CACHE_DIR", str(tmp_path))
+    key = default_detector.tensors_sha256
+    first = _build(default_detector, key)
+    assert first.source == "export"
+    _, _, graph_file, sidecar = _entry(default_detector)
+    assert graph_file.read_bytes() == first.graph
+    assert json.loads(sidecar.read_text())["sha256"] == hashlib.sha256(first.graph).hexdigest()
+    second = _build(default_detector, key)
+    assert second.source == "cache" and second.graph == first.graph
+    crops = torch.from_numpy(real_crops)
+    in_memory = OnnxEngine(exported_graph)
+    got, want = second(crops, True), in_memory(crops, True)
+    np.testing.assert_array_equal(got[0], want[0])
+    for a, b in zip(got[1], want[1]):
+        np.testing.assert_array_equal(a, b)
+    # DeepfakeModel.engine passes the bundle's tensor hash as the key: it finds the same entry.
+    assert DeepfakeModel.load().use_engine("onnx").engine.source == "cache"
+
+
+def test_graph_cache_corrupt_entry_is_deleted_and_rebuilt(default_detector, exported_graph, tmp_path, monkeypatch):
+    monkeypatch.setenv("MUFLOW_CACHE_DIR", str(tmp_path))
+    cache, fields, graph_file, sidecar = _entry(default_detector)
+    assert cache.store(fields, exported_graph)
+    data = bytearray(graph_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the weights: ORT would load it and score wrongly
+    graph_file.write_bytes(bytes(data))
+    rebuilt = _build(default_detector, fields["model_sha256"])
+    assert rebuilt.source == "export"
+    assert graph_file.read_bytes() == rebuilt.graph  # the entry was written anew, whole
+    assert json.loads(sidecar.read_text())["sha256"] == hashlib.sha256(rebuilt.graph).hexdigest()
+    assert _build(default_detector, fields["model_sha256"]).source == "cache"
+
+
+def test_graph_cache_entry_that_fails_the_probe_is_replaced(default_detector, exported_graph, tmp_path, monkeypatch):
+    """An intact entry whose scores disagree with torch (say, stored for other backbone weights) is never used."""
+    import muflow_cli.engine as engine
+
+    monkeypatch.setenv("MUFLOW_CACHE_DIR", str(tmp_path))
+    cache, fields, graph_file, _ = _entry(default_detector)
+    assert cache.store(fields, exported_graph)
+    real_gap, calls = engine.max_relative_gap, []
+
+    def gap_failing_once(a, b):
+        calls.append(1)
+        return 10 * TOLERANCE if len(calls) == 1 else real_gap(a, b)
+
+    monkeypatch.setattr(engine, "max_relative_gap", gap_failing_once)
+    rebuilt = _build(default_detector, fields["model_sha256"])
+    assert rebuilt.source == "export" and len(calls) == 2 and graph_file.is_file()
+
+
+def test_graph_cache_checks_every_entry(tmp_path):
+    """Unit test of the cache alone: truncated, corrupt, stale, half-written entries are deleted, never returned."""
+    cache = GraphCache(tmp_path)
+    fields = {"format": 1, "model_sha256": "ab" * 32, "crop_size": 256, "opset": OPSET, "torch": "t", "onnxruntime": "o", "muflow": "m"}
+    graph_file, sidecar = cache.paths(fields)
+    assert cache.load(fields) is None  # nothing there
+    payload = bytes(range(256)) * 64
+
+    def damaged(edit) -> bool:
+        assert cache.store(fields, payload) and cache.load(fields) == payload
+        edit()
+        gone = cache.load(fields) is None and not graph_file.exists() and not sidecar.exists()
+        return gone
+
+    assert damaged(lambda: graph_file.write_bytes(payload[:-100]))  # truncated
+    assert damaged(lambda: graph_file.write_bytes(payload[:-1] + b"\x00"))  # same size, other bytes
+    assert damaged(lambda: sidecar.write_text(sidecar.read_text().replace('"torch": "t"', '"torch": "old"')))  # stale fields
+    assert damaged(lambda: sidecar.write_text("{not json"))
+    assert damaged(lambda: sidecar.unlink())  # a graph without its sidecar (a writer killed in between)
+    assert damaged(lambda: graph_file.unlink())
+    assert not list(tmp_path.rglob("*.part"))  # no temporary files left behind
+    readonly = GraphCache(tmp_path / "file")
+    (tmp_path / "file").write_text("not a folder")
+    assert readonly.store(fields, payload) is False  # an unwritable cache costs time, never an error
+
+
+def test_graph_cache_switch(monkeypatch, tmp_path):
+    monkeypatch.setenv("MUFLOW_CACHE_DIR", str(tmp_path / "c"))
+    assert GraphCache.default().dir == tmp_path / "c" / "graphs"
+    for off in ("0", "false", "off"):
+        monkeypatch.setenv("MUFLOW_GRAPH_CACHE", off)
+        assert GraphCache.default() is None

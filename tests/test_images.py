@@ -59,3 +59,65 @@ def test_walk_is_sorted_recursive_and_survives_a_symlink_loop(tmp_path):
     (tmp_path / "b" / "loop").symlink_to(tmp_path)
     found = [p.relative_to(tmp_path).as_posix() for p in iter_image_files([tmp_path])]
     assert found == ["a.jpg", "b/c.PNG"]
+
+
+def _refused_in_time(read, path, seconds: float = 20.0):
+    """``read(path)``'s exception, from a daemon thread, failing (not hanging) if it blocks."""
+    import threading
+
+    box: dict = {}
+
+    def run():
+        try:
+            read(path)
+        except Exception as exc:  # noqa: BLE001 - the caller checks what it was
+            box["exc"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"reading {path} blocked for {seconds} s"
+    return box.get("exc")
+
+
+def test_special_files_are_refused_by_name_without_blocking(tmp_path):
+    import os
+    import socket
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock.png"))
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+    (tmp_path / "pipe_link.jpg").symlink_to(tmp_path / "pipe.jpg")
+    (tmp_path / "dir.jpg").mkdir()
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    expected = {
+        "pipe.jpg": "not a regular file: named pipe (FIFO)",
+        "sock.png": "not a regular file: socket",
+        "zero.jpg": "not a regular file: symbolic link to a character device",
+        "pipe_link.jpg": "not a regular file: symbolic link to a named pipe (FIFO)",
+        "dir.jpg": "not a regular file: directory",
+        "gone.jpg": "broken symbolic link",
+        "missing.jpg": "file not found",
+    }
+    for name, message in expected.items():
+        exc = _refused_in_time(read_image, tmp_path / name)
+        assert isinstance(exc, ImageReadError) and exc.status == "unreadable", (name, exc)
+        assert exc.message == message
+
+
+def test_a_symlink_to_an_image_is_read(tmp_path):
+    Image.fromarray(np.full((8, 9, 3), 50, np.uint8)).save(tmp_path / "real.png")
+    (tmp_path / "link.png").symlink_to(tmp_path / "real.png")
+    assert read_image(tmp_path / "link.png").shape == (8, 9, 3)
+
+
+def test_a_fifo_named_like_a_video_is_refused_without_blocking(tmp_path):
+    import os
+
+    from muflow_cli.video import VideoReadError, open_video
+
+    os.mkfifo(tmp_path / "x.mp4")
+    exc = _refused_in_time(open_video, tmp_path / "x.mp4")
+    assert isinstance(exc, VideoReadError) and exc.status == "unreadable"
+    assert exc.message == "not a regular file: named pipe (FIFO)"

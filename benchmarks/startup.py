@@ -1,0 +1,157 @@
+"""Benchmark — first contact: how long `muflow scan t1.jpg` takes from a cold process.
+
+    python benchmarks/startup.py [--reps 5] [--image PATH]
+
+Runs ``muflow scan IMAGE --csv out.csv -q`` in fresh subprocesses, three ways, interleaved
+(today, cold, warm, today, cold, warm, ...) so that a machine whose load changes hurts each the same:
+
+* today: ``MUFLOW_GRAPH_CACHE=0``, the ONNX scoring graph is exported in memory (muflow before the cache);
+* cold: an empty ``MUFLOW_CACHE_DIR``: exported, then written to the cache;
+* warm: the cache holds the graph: read, checked (sha256, probe against torch), no export;
+* with ``--reference DIR``, also another checkout of muflow (say, the commit before the cache), run
+  with ``PYTHONPATH=DIR``.
+
+Prints each way's median wall time, warm / today (issue #14's target: <= 25 %), and checks that
+the three CSVs are byte-identical. Then, once per way, the same steps timed inside one process
+(``--phases``): imports (what the command imports before it loads a model), timm's import (done by
+the model load; it pulls in torchvision and torch._dynamo), model load, engine build, face detection
+(detector set-up included), scoring. Default image: insightface's ``data/images/t1.jpg`` (6 faces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WAYS = ("today", "cold", "warm")
+PHASES = ("imports", "timm import", "model load", "engine build", "detection", "scoring")
+
+
+def default_image() -> Path:
+    spec = importlib.util.find_spec("insightface")
+    if spec is None or spec.origin is None:
+        raise SystemExit("insightface is not installed: pass --image")
+    return Path(spec.origin).parent / "data" / "images" / "t1.jpg"
+
+
+def env_for(way: str, work: Path, rep: int, reference: Path | None = None) -> dict[str, str]:
+    """The environment of one run: the cache switched off, empty, or filled; or the reference checkout."""
+    env = dict(os.environ)
+    env.pop("MUFLOW_GRAPH_CACHE", None)
+    if way == "reference":
+        env["PYTHONPATH"] = os.pathsep.join([str(reference), *filter(None, [env.get("PYTHONPATH")])])
+        env["MUFLOW_CACHE_DIR"] = str(work / "unused")
+    elif way == "today":
+        env["MUFLOW_GRAPH_CACHE"] = "0"
+        env["MUFLOW_CACHE_DIR"] = str(work / "unused")
+    elif way == "cold":
+        env["MUFLOW_CACHE_DIR"] = str(work / f"cold-{rep}")  # a new, empty folder each time
+    else:
+        env["MUFLOW_CACHE_DIR"] = str(work / "warm")
+    return env
+
+
+def timed_scan(image: Path, out: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one scan in a fresh process. CPU time (user + system) moves less than wall
+    time when other jobs share the machine. Run from the output's folder: ``python -m`` puts the
+    working directory first on sys.path, and it must not shadow PYTHONPATH's muflow."""
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "muflow_cli", "scan", str(image), "--csv", str(out), "-q"], env=env, check=True, cwd=out.parent)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+
+
+def phases(image: Path) -> dict[str, float]:
+    """The scan's steps, timed in this (fresh) process, the way `muflow scan` runs them."""
+    t = [time.perf_counter()]
+    import numpy as np
+
+    import muflow_cli.cli  # noqa: F401  (what the command imports before it loads anything)
+    from muflow_cli.deepfake_model import DeepfakeModel
+    from muflow_cli.faces import faces_in_file
+    from muflow_cli.scan import ScanConfig  # noqa: F401
+
+    t.append(time.perf_counter())
+    import timm  # noqa: F401  (imported by the model load)
+
+    t.append(time.perf_counter())
+    det = DeepfakeModel.load()
+    t.append(time.perf_counter())
+    engine = det.engine
+    engine.set_spinning(False)
+    t.append(time.perf_counter())
+    found = faces_in_file(image, det.face_detector(threads=1), det.crop_size, det.context)
+    t.append(time.perf_counter())
+    scores = det.score(np.stack([f.crop for f in found.faces]), batch_size=8)["score"]
+    det.p_values(scores)
+    t.append(time.perf_counter())
+    out = {name: b - a for name, a, b in zip(PHASES, t, t[1:])}
+    out["graph from"] = engine.source if engine.name == "onnx" else engine.name
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", type=Path, default=None)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reference", type=Path, default=None, help="another muflow checkout to time as well (PYTHONPATH)")
+    ap.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)  # internal: time the steps in this process
+    args = ap.parse_args()
+    image = args.image or default_image()
+    if args.phases:
+        print(json.dumps(phases(image)))
+        return 0
+
+    ways = WAYS + (("reference",) if args.reference else ())
+    with tempfile.TemporaryDirectory(prefix="muflow-startup-") as tmp:
+        work = Path(tmp)
+        timed_scan(image, work / "prime.csv", env_for("warm", work, 0))  # fills the warm cache; not timed
+        times: dict[str, list[float]] = {way: [] for way in ways}
+        cpu: dict[str, list[float]] = {way: [] for way in ways}
+        for rep in range(args.reps):
+            for way in ways:
+                wall, used = timed_scan(image, work / f"{way}.csv", env_for(way, work, rep, args.reference))
+                times[way].append(wall)
+                cpu[way].append(used)
+                print(f"rep {rep + 1}/{args.reps} {way:>9}: {wall:6.2f} s wall, {used:6.2f} s CPU", file=sys.stderr, flush=True)
+        tables = {way: (work / f"{way}.csv").read_bytes() for way in ways}
+        identical = len(set(tables.values())) == 1
+
+        split: dict[str, dict] = {}
+        for way in WAYS:
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--phases", "--image", str(image)],
+                                  env=env_for(way, work, args.reps), check=True, capture_output=True, text=True, cwd=work)
+            split[way] = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    med = {way: statistics.median(v) for way, v in times.items()}
+    med_cpu = {way: statistics.median(v) for way, v in cpu.items()}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"muflow scan {image.name} --csv out.csv -q: median of {args.reps} fresh processes "
+          f"(cores: {os.cpu_count()}, load average at the end: {load:.1f})")
+    for way in ways:
+        print(f"  {way:>9}: {med[way]:6.2f} s wall ({', '.join(f'{x:.2f}' for x in times[way])}); {med_cpu[way]:6.2f} s CPU")
+    print(f"  warm / today = {med['warm'] / med['today']:.0%} wall, {med_cpu['warm'] / med_cpu['today']:.0%} CPU; "
+          f"cold / today = {med['cold'] / med['today']:.0%} wall   (target: warm <= 25 %)")
+    if args.reference:
+        print(f"  warm / reference = {med['warm'] / med['reference']:.0%} wall, {med_cpu['warm'] / med_cpu['reference']:.0%} CPU")
+    print(f"  CSV tables of all ways byte-identical: {identical}")
+    print("time split inside one process (s):")
+    print(f"  {'':>5}  " + "  ".join(f"{n:>12}" for n in PHASES) + "  graph from")
+    for way in WAYS:
+        print(f"  {way:>5}  " + "  ".join(f"{split[way][n]:12.2f}" for n in PHASES) + f"  {split[way]['graph from']}")
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

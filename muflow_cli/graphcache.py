@@ -1,0 +1,144 @@
+"""The on-disk cache of exported ONNX scoring graphs: a saved model's graph is exported once, not every run.
+
+Why: tracing the model for the export takes seconds, most of a one-image scan's time. A graph
+depends on the model's tensors, the torch exporter, the ONNX Runtime that runs it, muflow's
+graph code, the crop size and the opset; the entry's name hashes all of them, so anything that
+changes gives another entry. An entry is ``KEY.onnx`` plus ``KEY.json``, which records the
+fields and the graph's sha256 and size. Both are written to a temporary name and renamed into
+place, the sidecar last, so a reader sees whole files or none.
+
+Nothing in it is trusted: an entry whose sidecar is missing, unreadable, for other fields, or
+whose graph has another size or sha256 (truncated, corrupt) is deleted and the graph exported
+again. The sha256 finds damage, not tampering (whoever can write the folder can rewrite both
+files); what keeps a wrong graph from ever scoring is the torch probe check in engine.py, made
+on every graph, cached or not. ONNX Runtime graphs hold no code, only operators.
+
+Where: ``MUFLOW_CACHE_DIR`` if set, else the user's cache folder (platformdirs); set
+``MUFLOW_GRAPH_CACHE=0`` to export in memory every run (as muflow did before the cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CACHE_DIR_ENV = "MUFLOW_CACHE_DIR"
+SWITCH_ENV = "MUFLOW_GRAPH_CACHE"
+ENTRY_FORMAT = 1  # bump when what a graph file holds changes without any version below changing
+
+
+def cache_root() -> Path:
+    """muflow's cache folder: ``$MUFLOW_CACHE_DIR`` or the platform's user cache folder."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("muflow"))
+
+
+def cache_enabled() -> bool:
+    """False when ``MUFLOW_GRAPH_CACHE`` is 0, false, no or off."""
+    return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class GraphCache:
+    """Exported graphs under ``root/graphs``, looked up by a dict of fields (see :meth:`fields`)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.dir = Path(root if root is not None else cache_root()) / "graphs"
+
+    @classmethod
+    def default(cls) -> GraphCache | None:
+        """The user's graph cache, or None when switched off by ``MUFLOW_GRAPH_CACHE=0``."""
+        return cls() if cache_enabled() else None
+
+    @staticmethod
+    def fields(model_key: str, crop_size: int, opset: int) -> dict[str, Any]:
+        """Everything an exported graph depends on besides the code that traces it."""
+        import onnxruntime
+        import torch
+
+        from . import __version__
+
+        return {
+            "format": ENTRY_FORMAT,
+            "model_sha256": model_key,
+            "crop_size": int(crop_size),
+            "opset": int(opset),
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "muflow": __version__,
+        }
+
+    def paths(self, fields: dict[str, Any]) -> tuple[Path, Path]:
+        """(graph file, sidecar) of the entry for ``fields``."""
+        name = _sha256(json.dumps(fields, sort_keys=True).encode("utf-8"))[:32]
+        return self.dir / f"{name}.onnx", self.dir / f"{name}.json"
+
+    def load(self, fields: dict[str, Any]) -> bytes | None:
+        """The cached graph for ``fields`` after checking it against its sidecar; None (and the entry
+        deleted) when it is missing, incomplete, corrupt, truncated or for other fields."""
+        graph_path, meta_path = self.paths(fields)
+        if not graph_path.exists() and not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            data = graph_path.read_bytes()
+            intact = (
+                isinstance(meta, dict)
+                and meta.get("fields") == fields
+                and meta.get("bytes") == len(data)
+                and meta.get("sha256") == _sha256(data)
+            )
+        except (OSError, ValueError):
+            intact = False
+        if not intact:
+            self.discard(fields)
+            return None
+        return data
+
+    def store(self, fields: dict[str, Any], graph: bytes) -> bool:
+        """Write the entry atomically; False (and nothing left behind) when the folder is not writable.
+
+        A cache that cannot be written only costs time, so this never raises for it."""
+        graph_path, meta_path = self.paths(fields)
+        meta = {"fields": fields, "sha256": _sha256(graph), "bytes": len(graph)}
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write(graph_path, graph)
+            _atomic_write(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+            return True
+        except OSError:
+            self.discard(fields)
+            return False
+
+    def discard(self, fields: dict[str, Any]) -> None:
+        """Delete the entry for ``fields`` (sidecar first: a graph without a sidecar is never used)."""
+        for path in reversed(self.paths(fields)):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
