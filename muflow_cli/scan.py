@@ -138,8 +138,7 @@ def iter_scan(
         lambda: model.card.face_detector.build(config.face_detector, config.det_threshold, threads=1, min_face=config.min_face),
         model.crop_size, model.context, config.max_faces, transform, config.visuals, config.workers, config.aligned,
     )
-    engine = model.engine
-    engine.set_spinning(False)  # scoring shares the cores with the detection workers
+    engine = None  # built once the first chunk is being detected: the workers start while the graph loads
     ahead: dict[int, list[Future]] = {}
     bar = track(range(len(files)), "scanning", enabled=progress)
     try:
@@ -150,6 +149,9 @@ def iter_scan(
                 nxt = index + 1  # decoded and detected while this chunk is scored, unless the journal holds it
                 if nxt < len(chunks) and done(nxt) is None:
                     ahead[nxt] = stage.submit(chunks[nxt])
+                if engine is None:
+                    engine = model.engine
+                    engine.set_spinning(False)  # scoring shares the cores with the detection workers
                 result = score_chunk(index, [f.result() for f in futures], shown[index], model, config)
                 extras = observer(result) if observer is not None else None
                 if journal is not None:
@@ -165,7 +167,8 @@ def iter_scan(
             pass
     finally:
         stage.close()
-        engine.set_spinning(True)
+        if engine is not None:
+            engine.set_spinning(True)
 
 
 def score_chunk(index: int, results: list[FileFaces], shown: list[str], model: DeepfakeModel, config: ScanConfig) -> ScanChunk:
