@@ -87,6 +87,7 @@ class TrainingInfo:
     calibration_mean_score: float = float("nan")
     min_face_px: float = 0.0
     group_by: str = "file"
+    augment: int = 0  # degraded copies of each fit face in flow training
     data: str = ""  # a free-text description of the fit data (set by scripts/make_default_model.py)
 
 

@@ -281,6 +281,7 @@ def fit(
     backbone: str = typer.Option("mobilenetv2_100", "--backbone", help="timm backbone name."),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights (.safetensors)."),
     download_backbone: bool = typer.Option(False, "--download-backbone", help="Let timm download pretrained weights (needs network)."),
+    augment: int = typer.Option(0, "--augment", min=0, max=8, help="Degraded copies (JPEG, resampling, blur, noise, colour) of each fit face in flow training; 1 makes verdicts hold on re-saved photos (docs/method.md)."),
     steps: int = typer.Option(8, "--flow-steps", min=1, help="Coupling steps per flow."),
     batch_size: int = typer.Option(16, "--batch-size", min=2),
     lr: float = typer.Option(1e-3, "--lr"),
@@ -302,7 +303,7 @@ def fit(
         backbone_weights=backbone_weights, download_backbone=download_backbone, flow=FlowConfig(steps=steps), k=k,
         averages=averages, calibration_fraction=calibration_fraction, group_by=group_by.value, epochs=epochs,
         batch_size=batch_size, lr=lr, seed=seed, tail=tail.value, device=device, cache=cache.value, cache_dir=cache_dir,
-        aligned=aligned.value if aligned else None, min_face=min_face,
+        aligned=aligned.value if aligned else None, min_face=min_face, augment=augment,
     )
     config.check()
     _check_paths(paths)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .augment import AugmentedRows
 from .averages import average_faces, default_average_plan
 from .cache import CACHE_PLACES, FeatureCache
 from .calibration import Calibration, check_tail
@@ -71,6 +72,7 @@ class FitConfig:
     device: str = "auto"
     aligned: str | None = None  # each image is one aligned face in this convention (faces.ALIGNED_CONVENTIONS)
     min_face: float = 0.0  # smallest face (px) to look for in large images, by tiles; 0: off
+    augment: int = 0  # degraded copies of each fit face in flow training (augment.py); 0: none
     data_note: str = ""  # free text about the fit data, kept in the card
 
     def check(self) -> None:
@@ -87,6 +89,8 @@ class FitConfig:
         check_tail(self.tail)
         if self.batch_size < 2 or self.lr <= 0 or (self.epochs is not None and self.epochs < 1):
             raise ConfigError("batch size must be at least 2, lr positive and epochs at least 1")
+        if not 0 <= self.augment <= 8:
+            raise ConfigError("augment must lie in [0, 8] copies per face")
         if self.context < 1:
             raise ConfigError("context must be at least 1 (the template's own framing)")
 
@@ -97,6 +101,7 @@ class FitReport:
     skipped: dict[str, int] = field(default_factory=dict)
     faces: int = 0
     fit_faces: int = 0
+    training_faces: int = 0  # fit faces and their augmented copies (what the flows train on)
     calibration_faces: int = 0
     k: int = 0
     averages: int = 0
@@ -274,7 +279,9 @@ def fit_crops(
 
     # Cache backbone features of single fit faces once (float16): the backbone is frozen.
     t = time.perf_counter()
-    cache = _features(backbone, fit_crops_, config, progress)
+    training = AugmentedRows(fit_crops_, config.augment, config.seed) if config.augment else fit_crops_
+    report.training_faces = len(training)
+    cache = _features(backbone, training, config, progress)
     report.cache = {"where": cache.where, "bytes": cache.nbytes}
     report.seconds["features"] = time.perf_counter() - t
     try:
@@ -297,7 +304,7 @@ def fit_crops(
         skipped=dict(report.skipped), faces=report.faces, fit_faces=report.fit_faces,
         calibration_faces=report.calibration_faces, k=report.k, averages=report.averages, epochs=report.epochs,
         batch_size=config.batch_size, lr=config.lr, final_loss=report.losses[-1],
-        calibration_mean_score=report.calibration_mean, min_face_px=config.min_face_px, group_by=config.group_by,
+        calibration_mean_score=report.calibration_mean, min_face_px=config.min_face_px, group_by=config.group_by, augment=config.augment,
         data=config.data_note,
     )
     calibration = CalibrationInfo(tail=config.tail, faces=len(cal_scores), source="fit", group_by=config.group_by)
@@ -339,8 +346,8 @@ def estimate_seconds(backbone, crops, report: FitReport, config: FitConfig, devi
     per_face_step = steps[-1] / len(batch)
     out = {
         "averages": report.averages * per_image,
-        "features": report.fit_faces * per_image,
-        "training": report.epochs * report.fit_faces * per_face_step,
+        "features": report.fit_faces * (1 + config.augment) * per_image,
+        "training": report.epochs * report.fit_faces * (1 + config.augment) * per_face_step,
         "calibration": report.calibration_faces * per_image * 1.5,  # backbone + flows forward
     }
     out["total"] = sum(out.values())
@@ -374,13 +381,14 @@ def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: F
     """Adam with a cosine schedule over ``report.epochs`` epochs of the cached features."""
     t = time.perf_counter()
     opt = torch.optim.Adam(model.flows.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(report.fit_faces / config.batch_size)
+    n = report.training_faces or report.fit_faces
+    steps_per_epoch = math.ceil(n / config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=report.epochs * steps_per_epoch)
     model.train()
     for _ in track(range(report.epochs), "training", enabled=progress):
-        order = rng.permutation(report.fit_faces)
+        order = rng.permutation(n)
         total = 0.0
-        for s in range(0, report.fit_faces, config.batch_size):
+        for s in range(0, n, config.batch_size):
             idx = order[s : s + config.batch_size]
             loss = model(cache.get(idx, device))["score"].mean()
             opt.zero_grad(set_to_none=True)
@@ -389,7 +397,7 @@ def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: F
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-        report.losses.append(total / report.fit_faces)
+        report.losses.append(total / n)
         if not math.isfinite(report.losses[-1]):
             raise FitError("training diverged (non-finite loss); try a smaller --lr")
     model.eval()

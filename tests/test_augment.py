@@ -1,0 +1,31 @@
+"""Augmented fit faces: deterministic copies after the originals, degraded the way shared photos are."""
+
+import numpy as np
+from conftest import fast_fit_config
+
+from muflow_cli.augment import AugmentedRows, degrade
+from muflow_cli.fit import fit
+
+
+def test_copies_follow_the_originals_and_are_the_same_every_time(astronaut):
+    crops = np.stack([astronaut[:128, :128], astronaut[200:328, 200:328]])
+    rows = AugmentedRows(crops, copies=2, seed=0)
+    assert len(rows) == 6 and rows.shape == (6, 128, 128, 3)
+    np.testing.assert_array_equal(rows[0:2], crops)  # the originals first, untouched
+    np.testing.assert_array_equal(rows[np.array([4, 2])], AugmentedRows(crops, 2, 0)[np.array([4, 2])])
+    assert not np.array_equal(rows[2:4], AugmentedRows(crops, 2, 1)[2:4])  # another seed, other copies
+
+
+def test_degradations_change_pixels_but_keep_the_face(astronaut):
+    crop = astronaut[50:306, 130:386].copy()
+    copies = [degrade(crop, np.random.default_rng(i)) for i in range(20)]
+    assert all(c.shape == crop.shape and c.dtype == np.uint8 for c in copies)
+    diffs = [np.abs(c.astype(float) - crop).mean() for c in copies]
+    assert sum(d > 0.5 for d in diffs) >= 12  # most copies are degraded ...
+    assert max(diffs) < 40  # ... none beyond recognition
+
+
+def test_a_fit_with_augmented_copies_trains_on_them(real_folder):
+    model, report = fit([real_folder], fast_fit_config(augment=1), progress=False)
+    assert report.training_faces == 2 * report.fit_faces and model.card.training.augment == 1
+    assert np.isfinite(report.losses).all()
