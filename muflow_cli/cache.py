@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CACHE_PLACES = ("auto", "memory", "disk")
+from .choices import CACHE_PLACES  # re-exported
 
 
 def available_memory() -> int | None:

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from .version import __version__
+from . import choices
 from .errors import MuflowError
 from .progress import stderr as err
 from .progress import stdout as out
@@ -31,13 +32,12 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     return Enum(name, {v: v for v in values}, type=str)
 
 
-# The library's name lists, without importing torch at start-up.
-Tail = _choices("Tail", ("two", "upper"))  # score.TAILS
-CacheWhere = _choices("CacheWhere", ("auto", "memory", "disk"))  # cache.CACHE_PLACES
-Engine = _choices("Engine", ("auto", "torch", "onnx"))  # engine.ENGINES
-GroupBy = _choices("GroupBy", ("auto", "file", "folder"))  # files.GROUP_BY
-FaceDetectorKind = _choices("FaceDetectorKind", ("scrfd", "yunet"))  # faces.DETECTORS
-Aligned = _choices("Aligned", ("muflow", "arcface", "ffhq"))  # faces.ALIGNED_CONVENTIONS
+Tail = _choices("Tail", choices.TAILS)
+CacheWhere = _choices("CacheWhere", choices.CACHE_PLACES)
+Engine = _choices("Engine", choices.ENGINES)
+GroupBy = _choices("GroupBy", choices.GROUP_BY)
+FaceDetectorKind = _choices("FaceDetectorKind", choices.FACE_DETECTORS)
+Aligned = _choices("Aligned", choices.ALIGNED_CONVENTIONS)
 
 ALIGNED_HELP = ("Each image is one already-aligned face in this convention (muflow: muflow's own crops, e.g. --save-faces; "
                 "arcface: 112-px ArcFace crops; ffhq: FFHQ/StyleGAN crops): scored without detection.")

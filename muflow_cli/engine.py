@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .choices import ENGINES  # re-exported
 from .errors import MuflowError
 from .features import FeatureExtractor
 from .graphcache import GraphCache
 from .model import MuFlowModel
 
-ENGINES = ("auto", "torch", "onnx")
 TOLERANCE = 1e-4  # |onnx - torch| <= TOLERANCE * max(1, |torch|), per face and layer
 OPSET = 17
 

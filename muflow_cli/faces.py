@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .choices import ALIGNED_CONVENTIONS, FACE_DETECTORS as DETECTORS  # re-exported
 from .errors import ConfigError
 from .weights import weight_path
 
@@ -31,7 +32,6 @@ ARCFACE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float64,
 )
-DETECTORS = ("scrfd", "yunet")
 
 
 def template(size: int, context: float = 1.5) -> np.ndarray:
@@ -96,9 +96,6 @@ def align(image: np.ndarray, landmarks: np.ndarray, size: int = 256, context: fl
             image = region
     crop = cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
     return crop, scale
-
-
-ALIGNED_CONVENTIONS = ("muflow", "arcface", "ffhq")
 
 
 def _ffhq_unit_landmarks() -> np.ndarray:

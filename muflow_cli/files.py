@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
+from .choices import GROUP_BY  # re-exported
+
 
 def walk_files(paths: Iterable[Path], suffixes: Collection[str]) -> Iterator[Path]:
     """Files under ``paths`` (recursively, sorted, links followed once) whose suffix is in ``suffixes``.
@@ -39,7 +41,6 @@ def shown_path(path: Path | str) -> str:
 
 
 # How faces are grouped so that near-duplicates never straddle a fit/calibration split.
-GROUP_BY = ("auto", "file", "folder")
 SEQUENCE_MIN_FILES = 3
 
 

@@ -22,9 +22,8 @@ import math
 import numpy as np
 import torch
 
+from .choices import TAILS  # re-exported
 from .target import GaussianTarget
-
-TAILS = ("two", "upper")
 
 
 def layer_nll(z: torch.Tensor, log_det: torch.Tensor, target: GaussianTarget) -> torch.Tensor:
