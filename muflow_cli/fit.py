@@ -299,28 +299,38 @@ def model_for(backbone, targets: list[GaussianTarget], flow: FlowConfig, device:
 
 
 def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: FitReport, rng, device, progress: bool) -> MuFlowModel:
-    """Adam with a cosine schedule over ``report.epochs`` epochs of the cached features."""
+    """Adam with a cosine schedule over ``report.epochs`` epochs of the cached features.
+
+    On CPU the maps and conv weights are channels_last while training (oneDNN's native layout:
+    no reorder around each convolution, see benchmarks/fit_step.py); the model goes back to the
+    default layout afterwards, so what is saved and scored does not depend on it.
+    """
     t = time.perf_counter()
     report.epochs = config.epochs or default_epochs(report.fit_faces)
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    model.to(memory_format=layout)
     opt = torch.optim.Adam(model.flows.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(report.fit_faces / config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=report.epochs * steps_per_epoch)
     model.train()
-    for _ in track(range(report.epochs), "training", enabled=progress):
-        order = rng.permutation(report.fit_faces)
-        total = 0.0
-        for s in range(0, report.fit_faces, config.batch_size):
-            idx = order[s : s + config.batch_size]
-            loss = model(cache.get(idx, device))["score"].mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.flows.parameters(), 10.0)
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        report.losses.append(total / report.fit_faces)
-        if not math.isfinite(report.losses[-1]):
-            raise FitError("training diverged (non-finite loss); try a smaller --lr")
+    try:
+        for _ in track(range(report.epochs), "training", enabled=progress):
+            order = rng.permutation(report.fit_faces)
+            total = 0.0
+            for s in range(0, report.fit_faces, config.batch_size):
+                idx = order[s : s + config.batch_size]
+                loss = model(cache.get(idx, device, layout))["score"].mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.flows.parameters(), 10.0)
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+            report.losses.append(total / report.fit_faces)
+            if not math.isfinite(report.losses[-1]):
+                raise FitError("training diverged (non-finite loss); try a smaller --lr")
+    finally:
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     report.seconds["training"] = time.perf_counter() - t
     return model
