@@ -69,10 +69,14 @@ class FeatureCache:
         for arr, f in zip(self.arrays, feats):
             arr[start : start + len(f)] = f.detach().to(torch.float16).cpu().numpy()
 
-    def get(self, idx: np.ndarray, device: torch.device) -> list[torch.Tensor]:
-        """float32 features of faces ``idx`` (read in index order: sequential reads from a file)."""
+    def get(self, idx: np.ndarray, device: torch.device, memory_format: torch.memory_format = torch.contiguous_format) -> list[torch.Tensor]:
+        """float32 features of faces ``idx`` (read in index order: sequential reads from a file).
+
+        ``memory_format``: the layout the float32 copy is written in (training on CPU asks for
+        channels_last); the conversion and the layout change are one copy.
+        """
         idx = np.sort(np.asarray(idx))
-        return [torch.from_numpy(np.ascontiguousarray(arr[idx])).to(device).float() for arr in self.arrays]
+        return [torch.from_numpy(np.ascontiguousarray(arr[idx])).to(device).to(torch.float32, memory_format=memory_format) for arr in self.arrays]
 
     def close(self) -> None:
         self.arrays = []

@@ -120,7 +120,9 @@ class FitReport:
 def default_epochs(n_fit: int) -> int:
     """About 6,000 face presentations (~375 Adam steps at batch 16), within [8, 60] epochs.
 
-    Chosen for fit time on a 2-core CPU (the flows see ~25 faces/s there), not for a score.
+    Checked on held-out reals only (benchmarks/fit_epochs.py): on a 24-face fit their NLL
+    still falls up to the 60-epoch cap (by 0.024 nats/dim from 32 to 60, the smallest
+    step); a 120-face fit still falls steeply between 8 and 16 of its 50 epochs.
     """
     return int(min(60, max(8, math.ceil(6000 / max(n_fit, 1)))))
 
@@ -333,12 +335,13 @@ def estimate_seconds(backbone, crops, report: FitReport, config: FitConfig, devi
         t = time.perf_counter()
         feats = backbone(batch)
         per_image = (time.perf_counter() - t) / len(batch)
-        flows = MuFlowModel(backbone.channels, config.flow).to(device).train()
+        layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format  # as _train runs
+        flows = MuFlowModel(backbone.channels, config.flow).to(device).to(memory_format=layout).train()
         opt = torch.optim.Adam(flows.flows.parameters(), lr=config.lr)
         steps = []
         for _ in range(2):  # the first step pays one-off costs
             t = time.perf_counter()
-            loss = flows([f.half().float() for f in feats])["score"].mean()
+            loss = flows([f.half().float().contiguous(memory_format=layout) for f in feats])["score"].mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -378,28 +381,38 @@ def model_for(backbone, targets: list[GaussianTarget], flow: FlowConfig, device:
 
 
 def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: FitReport, rng, device, progress: bool) -> MuFlowModel:
-    """Adam with a cosine schedule over ``report.epochs`` epochs of the cached features."""
+    """Adam with a cosine schedule over ``report.epochs`` epochs of the cached features.
+
+    On CPU the maps and conv weights are channels_last while training (oneDNN's native layout:
+    no reorder around each convolution, see benchmarks/fit_step.py); the model goes back to the
+    default layout afterwards, so what is saved and scored does not depend on it.
+    """
     t = time.perf_counter()
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    model.to(memory_format=layout)
     opt = torch.optim.Adam(model.flows.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = report.training_faces or report.fit_faces
     steps_per_epoch = math.ceil(n / config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=report.epochs * steps_per_epoch)
     model.train()
-    for _ in track(range(report.epochs), "training", enabled=progress):
-        order = rng.permutation(n)
-        total = 0.0
-        for s in range(0, n, config.batch_size):
-            idx = order[s : s + config.batch_size]
-            loss = model(cache.get(idx, device))["score"].mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.flows.parameters(), 10.0)
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        report.losses.append(total / n)
-        if not math.isfinite(report.losses[-1]):
-            raise FitError("training diverged (non-finite loss); try a smaller --lr")
+    try:
+        for _ in track(range(report.epochs), "training", enabled=progress):
+            order = rng.permutation(n)
+            total = 0.0
+            for s in range(0, n, config.batch_size):
+                idx = order[s : s + config.batch_size]
+                loss = model(cache.get(idx, device, layout))["score"].mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.flows.parameters(), 10.0)
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+            report.losses.append(total / n)
+            if not math.isfinite(report.losses[-1]):
+                raise FitError("training diverged (non-finite loss); try a smaller --lr")
+    finally:
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     report.seconds["training"] = time.perf_counter() - t
     return model

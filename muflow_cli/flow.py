@@ -82,7 +82,34 @@ class FastFlow(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layers' arithmetic, op for op, without their intermediate tensors.
+
+        Same result as running ``self.layers`` one after another (``forward_layers``), up to the
+        float32 summation order of each coupling's log-det (<= 1e-6 nats/dim, tested), with
+        fewer passes over the maps: the subnet's (shift, scale) pairs are not interleaved into
+        one tensor and sliced apart again, the coupling block's zero log-dets are not added,
+        and the channel shuffle is an ``index_select`` (its backward is a cheap scatter-add;
+        advanced indexing's backward is an accumulating ``index_put``). Training spends a
+        third of its time outside the convolutions; these passes were a good part of it.
+        """
         log_det = x.new_zeros(())  # every coupling adds a (B,) term; no batch size is baked in
+        hw = x.shape[2] * x.shape[3]
+        for i in range(0, len(self.layers), 3):
+            affine, block, shuffle = self.layers[i], self.layers[i + 1], self.layers[i + 2]
+            x = x * torch.exp(affine.s) + affine.t  # AffineConstFlow
+            log_det = log_det + hw * torch.sum(affine.s)
+            z1, z2 = x.chunk(2, dim=1)  # AffineCouplingBlock: Split, AffineCoupling, Merge
+            subnet = block.flows[1].param_map
+            p = subnet.net(z1)
+            scale = subnet.clamp * (2 / math.pi) * torch.atan(p[:, 1::2] / subnet.clamp)
+            z2 = z2 * torch.exp(scale) + p[:, 0::2]
+            log_det = log_det + torch.sum(scale, dim=(1, 2, 3))
+            x = torch.cat([z1, z2], dim=1).index_select(1, shuffle.perm)  # ChannelShuffle
+        return x, log_det
+
+    def forward_layers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` by the book: each normflows layer in turn (the reference the tests compare with)."""
+        log_det = x.new_zeros(())
         for layer in self.layers:
             x, ld = layer(x)
             log_det = log_det + ld

@@ -21,3 +21,12 @@ def test_feature_cache_in_memory_and_on_disk_hold_the_same(tmp_path):
         assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError):
         FeatureCache([(1, 1, 1)], 1, "cloud")
+
+
+def test_feature_cache_reads_in_the_layout_asked_for():
+    feats = [torch.randn(5, 4, 8, 8)]
+    with FeatureCache([(4, 8, 8)], 5, "memory") as cache:
+        cache.put(0, feats)
+        got = cache.get(np.array([3, 1]), torch.device("cpu"), torch.channels_last)[0]
+        assert got.dtype == torch.float32 and got.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(got, feats[0][[1, 3]].half().float())
