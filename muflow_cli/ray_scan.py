@@ -375,18 +375,22 @@ class RayPlan:
         return f"{self.face_actors} face actors ({self.face_cpus:g} CPU each), {self.scorers} scoring actors ({where} each)"
 
 
+# Share of a CPU-only scan's work that is scoring, from docs/performance.md (one thread each, 1,000 photos,
+# 3.52 faces per photo): finding faces 1/12.9 = 0.078 core-s per image, scoring 3.52/59.2 = 0.059 core-s.
+SCORE_SHARE = 0.059 / (0.059 + 0.078)
+
+
 def plan(cpus: float, gpus: float, device: str = "auto", face_actors: int = 0, scorers: int = 0) -> RayPlan:
     """Actors and resources from the cluster's totals.
 
-    GPUs (and ``device`` not cpu): one scoring actor per GPU (and a CPU to feed it); the other CPUs find
-    faces. CPU only: scoring is about as much work per image as finding faces (docs/performance.md:
-    0.071 vs 0.083 core-seconds per image on the pipeline photos), so one single-threaded scoring actor
-    per two CPUs, and one face actor per remaining CPU. Asking for more actors than that makes them
-    share the CPUs (fractional requests), as the local scan's threads share the cores.
+    GPUs (and ``device`` not cpu): one scoring actor per GPU (with a CPU to feed it); the other CPUs
+    find faces. CPU only: single-threaded scoring actors on SCORE_SHARE of the CPUs (43 %: 28 of 64),
+    one face actor per remaining CPU. Asking for more actors than fit makes them share the CPUs
+    (fractional requests), as the local scan's threads share the cores.
     """
     cpus = max(float(cpus), 1.0)
     on_gpu = gpus >= 1 and device != "cpu"
-    n_score = scorers or (int(gpus) if on_gpu else max(1, int(cpus) // 2))
+    n_score = scorers or (int(gpus) if on_gpu else max(1, round(cpus * SCORE_SHARE)))
     score_cpus = 1.0 if n_score <= cpus / 2 else cpus / (2 * n_score)
     left = cpus - n_score * score_cpus
     face = face_actors or max(1, int(left))

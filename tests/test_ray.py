@@ -210,3 +210,5 @@ def test_plan_gives_gpus_to_scoring_and_cpus_to_faces():
     gpu = ray_scan.plan(16, 1)
     assert (gpu.face_actors, gpu.scorers, gpu.score_gpus) == (15, 1, 1.0)
     assert ray_scan.plan(16, 1, device="cpu").score_gpus == 0.0
+    big = ray_scan.plan(64, 0)  # scoring is 43 % of a CPU scan's work
+    assert (big.face_actors, big.scorers, big.face_cpus, big.score_cpus) == (36, 28, 1.0, 1.0)
