@@ -88,9 +88,10 @@ def filesystem(target: str) -> tuple[pafs.FileSystem, str]:
     key = f"{scheme}://{rest.split('/', 1)[0]}"
     if key not in _FILESYSTEMS:
         fs, inner = pafs.FileSystem.from_uri(target)
-        _FILESYSTEMS[key] = (fs, len(target) - len(inner))  # where the inner path starts in a URI of this bucket
+        at = target.find(inner) if inner else -1
+        _FILESYSTEMS[key] = (fs, at if at >= 0 else len(scheme) + 3)  # where the inner path starts in a URI of this bucket
     fs, start = _FILESYSTEMS[key]
-    return fs, target[start:]
+    return fs, target[start:].rstrip("/") or "/"
 
 
 def _uri_files(uri: str) -> Iterator[str]:
@@ -450,6 +451,7 @@ def ray_scan(
         raise RayScanError("not connected to a Ray cluster (ray_scan.connect)")
     if model_path is not None:
         model_path = os.path.abspath(model_path)  # the same path on every node
+    out = out if is_uri(out) else os.path.abspath(out)  # workers do not share the driver's working folder
     if model is None:
         model = DeepfakeModel.load(model_path, backbone_weights=backbone_weights)
     settings = settings_digest(ray_settings(model, config))

@@ -212,3 +212,23 @@ def test_plan_gives_gpus_to_scoring_and_cpus_to_faces():
     assert ray_scan.plan(16, 1, device="cpu").score_gpus == 0.0
     big = ray_scan.plan(64, 0)  # scoring is 43 % of a CPU scan's work
     assert (big.face_actors, big.scorers, big.face_cpus, big.score_cpus) == (36, 28, 1.0, 1.0)
+
+
+def test_uris_are_listed_and_read_through_pyarrow_fs(tmp_path, astronaut):
+    """file:// stands in for s3:// and gs:// (the same pyarrow.fs calls); bad files get the local statuses."""
+    from conftest import write_rgb
+
+    write_rgb(tmp_path / "b" / "face.jpg", astronaut)
+    (tmp_path / "b" / "empty.png").write_bytes(b"")
+    (tmp_path / "b" / "notes.txt").write_text("not listed: no image suffix")
+    uri = f"file://{tmp_path}/"
+    files = ray_scan.list_files([uri], [f"file://{tmp_path}/missing.jpg"])
+    assert files == [(f"file://{tmp_path}/b/empty.png",) * 2, (f"file://{tmp_path}/b/face.jpg",) * 2,
+                     (f"file://{tmp_path}/missing.jpg",) * 2]
+    (empty, _, ident), (face, _, _), (none, error, _) = [ray_scan._read_one(p, n) for p, n in files]
+    assert empty == b"" and ident[1] == 0 and face == (tmp_path / "b" / "face.jpg").read_bytes()
+    assert none is None and error == "file not found"
+    finder = ray_scan.FindFaces.__new__(ray_scan.FindFaces)  # no detector needed for files that fail to decode
+    finder.detector, finder.args = None, (128, 1.5, 0)
+    res = finder._one(files[0][0], files[0][1], empty, None)
+    assert (res.status, res.message) == ("unreadable", "empty file")
