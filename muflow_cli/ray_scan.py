@@ -290,8 +290,9 @@ class FindFaces:
     faces.faces_in_file does the work, so statuses and messages are the local scan's."""
 
     def __init__(self, card: ModelCard, config: ScanConfig) -> None:
-        self.detector = card.face_detector.build(config.face_detector, config.det_threshold, threads=1)
-        self.args = (card.crop.size, card.crop.context, config.max_faces)
+        self.detector = None if config.aligned else card.face_detector.build(
+            config.face_detector, config.det_threshold, threads=1, min_face=config.min_face)  # as scan.iter_scan builds it
+        self.args = (card.crop.size, card.crop.context, config.max_faces, None, False, config.aligned)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []

@@ -229,6 +229,6 @@ def test_uris_are_listed_and_read_through_pyarrow_fs(tmp_path, astronaut):
     assert empty == b"" and ident[1] == 0 and face == (tmp_path / "b" / "face.jpg").read_bytes()
     assert none is None and error == "file not found"
     finder = ray_scan.FindFaces.__new__(ray_scan.FindFaces)  # no detector needed for files that fail to decode
-    finder.detector, finder.args = None, (128, 1.5, 0)
+    finder.detector, finder.args = None, (128, 1.5, 0, None, False, None)
     res = finder._one(files[0][0], files[0][1], empty, None)
     assert (res.status, res.message) == ("unreadable", "empty file")
