@@ -140,10 +140,10 @@ def _journaled(outputs: list[Path], settings: Callable[[], dict], resume: bool, 
 @app.command()
 @_command
 def scan(
-    paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    paths: Optional[list[str]] = typer.Argument(None, help="Image files or folders (searched recursively); with --ray also s3://, gs://… URIs."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle; default: the bundled demo model."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Write the table as CSV."),
-    parquet: Optional[Path] = typer.Option(None, "--parquet", help="Write the table as Parquet."),
+    parquet: Optional[str] = typer.Option(None, "--parquet", help="Write the table as Parquet (with --ray: a folder of Parquet parts, local or a URI)."),
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Write the table as JSON lines."),
     html_report: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report (thumbnails, heat maps, marked-up images)."),
     fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="False-positive rate on real faces for the verdict."),
@@ -158,8 +158,12 @@ def scan(
     min_face: float = _min_face_option(),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone .safetensors for models fitted on a non-bundled backbone."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted scan (same arguments): finished files are not scanned again."),
-    chunk_files: int = typer.Option(16, "--chunk-files", min=1, help="Files per unit of work (scored and journaled together)."),
+    chunk_files: Optional[int] = typer.Option(None, "--chunk-files", min=1, help="Files per unit of work (scored and journaled together; with --ray, one Parquet part). Default: 16; 128 with --ray."),
     workers: int = typer.Option(0, "--workers", min=0, help="Threads decoding and detecting ahead of scoring, one image each (0: one per CPU core)."),
+    files_from: Optional[Path] = typer.Option(None, "--files-from", help="Also scan the files (or folders, URIs) listed in this file, one per line."),
+    ray_at: Optional[str] = typer.Option(None, "--ray", help="Scan on Ray Data: local (a cluster on this machine), auto (the cluster `ray start` joined) or its ADDRESS. Needs --parquet OUT (a folder)."),
+    ray_actors: int = typer.Option(0, "--ray-actors", min=0, help="With --ray: face-finding actors (0: one per CPU left after scoring)."),
+    ray_scorers: int = typer.Option(0, "--ray-scorers", min=0, help="With --ray: scoring actors (0: one per GPU; without GPUs 43 % of the CPUs)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Score every face in every image: box, score, p-value, verdict."""
@@ -167,15 +171,28 @@ def scan(
     from .scan import scan as run_scan
     from .tables import summarize, write_table
 
+    if not paths and files_from is None:
+        _fail("give image files or folders to scan, or --files-from LIST", 2)
+    listed = _read_files_from(files_from)
+    if ray_at is not None:
+        return _ray_scan(paths or [], listed, ray_at, parquet, csv or jsonl or html_report, model, backbone_weights, device,
+                         engine.value, resume, quiet, ray_actors, ray_scorers,
+                         dict(fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
+                              face_detector=_face_detector(face_detector, old_detector), max_faces=max_faces, chunk_files=chunk_files,
+                              aligned=aligned.value if aligned else None, min_face=min_face))
+    roots = [Path(p) for p in paths or []]
+    paths = roots + [Path(p) for p in listed]
+    parquet = Path(parquet) if parquet is not None else None
     outputs = [(p, fmt) for p, fmt in ((csv, "csv"), (parquet, "parquet"), (jsonl, "jsonl")) if p is not None]
     config = ScanConfig(fpr=fpr, tail=tail.value if tail else None, batch_size=batch_size,
                         face_detector=_face_detector(face_detector, old_detector), max_faces=max_faces,
-                        chunk_files=chunk_files, visuals=html_report is not None, workers=workers,
+                        chunk_files=chunk_files or 16, visuals=html_report is not None, workers=workers,
                         aligned=aligned.value if aligned else None, min_face=min_face)
     config.check()
     if resume and not outputs:
         _fail("--resume needs an output file (--csv, --parquet or --jsonl): the scan's journal lives beside it", 2)
-    _check_paths(paths)
+    if roots:
+        _check_paths(roots)
     det = _load(model, device, backbone_weights, engine.value)
     visuals = None
     if html_report is not None:
@@ -193,12 +210,14 @@ def scan(
                      f"Model: {model or 'bundled demonstration model'}; fitted on {det.card.training.faces} real faces."]
             write_html(df, visuals.rows, html_report, "muflow scan report", notes)
 
-    df = _journaled([p for p, _ in outputs], lambda: scan_settings(det, config, paths), resume,
+    # The journal's settings name the list file, not its million lines: each chunk's files are checked anyway.
+    settings_paths = roots + ([files_from] if files_from is not None else [])
+    df = _journaled([p for p, _ in outputs], lambda: scan_settings(det, config, settings_paths), resume,
                     lambda journal: run_scan(paths, det, config, progress=not quiet, journal=journal, observer=visuals), write)
     if quiet:
         return
     if not (outputs or html_report):
-        _faces_table(df, paths)
+        _faces_table(df, roots)
     _summary(summarize(df), det.calibration.describe(fpr, config.tail), [p for p in (csv, parquet, jsonl, html_report) if p])
     _domain_warning(det, df["p_value"].dropna().to_numpy(float), fpr, config.tail, model)
     if model is None:
@@ -207,6 +226,54 @@ def scan(
             "real faces unlike them are often flagged. Fit on reals like yours: muflow fit DIR -o my.muflow",
             style="yellow", highlight=False,
         )
+
+
+def _read_files_from(files_from: Optional[Path]) -> list[str]:
+    if files_from is None:
+        return []
+    from .files import read_file_list
+
+    try:
+        return read_file_list(files_from)
+    except OSError as exc:
+        _fail(f"cannot read --files-from {files_from}: {exc.strerror or exc}", 2)
+
+
+def _ray_scan(paths: list[str], listed: list[str], where: str, out: Optional[str], other_output, model: Optional[Path],
+              backbone_weights: Optional[Path], device: str, engine: str, resume: bool, quiet: bool, actors: int, scorers: int,
+              options: dict) -> None:
+    """``scan --ray``: the same table, as a folder of Parquet parts written by a Ray Data pipeline (ray_scan.py)."""
+    if out is None or other_output:
+        _fail("--ray writes a folder of Parquet parts: give --parquet OUT (and no --csv, --jsonl or --html)", 2)
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        _fail("--ray needs Ray Data: pip install 'muflow[ray]'", 2)
+    from . import ray_scan
+    from .scan import ScanConfig
+
+    config = ScanConfig(**{**options, "chunk_files": options["chunk_files"] or ray_scan.DEFAULT_PART_FILES})
+    config.check()
+    local = [Path(p) for p in paths if not ray_scan.is_uri(p)]
+    if local and len(local) == len(paths):
+        _check_paths(local)
+    from .deepfake_model import DeepfakeModel
+
+    det = DeepfakeModel.load(model, backbone_weights=backbone_weights)  # checked here; each scoring actor loads its own
+    ray_scan.connect(where, quiet)
+    try:
+        result = ray_scan.ray_scan(paths, out, str(model) if model else None, config, files_from=listed, resume=resume,
+                                   device=device, engine=engine, backbone_weights=str(backbone_weights) if backbone_weights else None,
+                                   face_actors=actors, scorers=scorers, progress=not quiet, model=det)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the parts written so far are kept in {out}; run the same command with --resume to continue",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    if quiet:
+        return
+    rule = det.calibration.describe(config.fpr, config.tail)
+    err.print(f"{result.parts} parts ({result.parts_done_before} kept from an earlier run); {result.plan.describe()}", highlight=False)
+    _summary(result.counts, rule, [Path(out)])
 
 
 def _domain_warning(det, p_values, fpr: float, tail: Optional[str], model: Optional[Path], what: str = "") -> None:

@@ -69,3 +69,10 @@ def group_keys(paths: list[Path | str], by: str = "auto") -> list[str]:
     sizes = Counter(k for k in keys if "#" in k[1])
     return [f"{folder}/{pattern}" if sizes[(folder, pattern)] >= SEQUENCE_MIN_FILES else str(p)
             for p, (folder, pattern) in zip(paths, keys)]
+
+
+def read_file_list(path: Path) -> list[str]:
+    """``--files-from``: one path (or URI) a line, for lists too long for a shell; blank lines are skipped.
+    Names are kept byte for byte (undecodable bytes as surrogates, as os.fsdecode gives them)."""
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as fh:
+        return [line.rstrip("\r\n") for line in fh if line.strip()]

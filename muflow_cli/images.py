@@ -6,10 +6,12 @@ CMYK and 16-bit inputs converted) or an :class:`ImageReadError` with a status an
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -71,12 +73,16 @@ def refusal_message(path: Path | str, exc: OSError) -> str:
     return f"cannot open: {exc.strerror or exc}"
 
 
-def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_image(path: Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode ``path`` to an (H, W, 3) uint8 RGB array, or raise :class:`ImageReadError`.
 
     Only regular files are opened: a FIFO, socket, device or directory (or a link to one) is refused
     by name. The file is opened non-blocking and checked again, so one swapped in after the check
-    cannot hang the read either."""
+    cannot hang the read either. ``path`` may also be an in-memory file (``io.BytesIO``: bytes a Ray
+    reader fetched from object storage), decoded by the same rules, so its row says what a local
+    scan would."""
+    if isinstance(path, io.BytesIO):
+        return _decode(path, path.getbuffer().nbytes, max_pixels)
     try:
         kind = special_file(path)
         if kind is None:

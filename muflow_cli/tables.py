@@ -144,3 +144,15 @@ def summarize(df: pd.DataFrame) -> dict[str, int]:
         "no_face": int((df["status"] == "no_face").sum()),
         "errors": int((~df["status"].isin(["ok", "no_face"])).sum()),
     }
+
+
+_ARROW_TYPES = {"string": "string", "Int64": "int64", "Float64": "float64"}
+
+
+def arrow_schema(layer_names: list[str], schema: dict[str, tuple[str, str]] = SCHEMA):
+    """The table's columns as a pyarrow schema: a Parquet part with no rows, or with a column that is all
+    empty (no face in any of its files), keeps the same types as every other part."""
+    import pyarrow as pa
+
+    fields = [pa.field(name, getattr(pa, _ARROW_TYPES[dtype])()) for name, (dtype, _) in schema.items()]
+    return pa.schema(fields + [pa.field(name, pa.float64()) for name in layer_columns(layer_names)])

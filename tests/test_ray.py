@@ -1,0 +1,234 @@
+"""`muflow scan --ray`: the table a local scan writes, from a Ray Data pipeline on a local 2-CPU cluster.
+
+One cluster for the whole module (starting one takes ~10 s); tiny data and the 128-px ``small_model``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+ray = pytest.importorskip("ray", reason="Ray Data is an optional extra: pip install -e '.[ray]' (the test extra pulls it)")
+pytest.importorskip("ray.data", reason="Ray Data is an optional extra: pip install -e '.[ray]'")
+
+from corpus import make_corpus  # noqa: E402
+from muflow_cli import ray_scan  # noqa: E402
+from muflow_cli.cli import app  # noqa: E402
+from muflow_cli.deepfake_model import DeepfakeModel  # noqa: E402
+from muflow_cli.scan import ScanConfig, scan  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster with 2 CPUs; its workers import this checkout's muflow_cli."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, real_folder) -> Path:
+    root = tmp_path_factory.mktemp("ray") / "photos"
+    shutil.copytree(real_folder, root)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (root / "notes.png").write_text("not an image")
+    (root / "empty.jpg").write_bytes(b"")
+    return root  # 14 files, 36 faces
+
+
+@pytest.fixture(scope="module")
+def model(small_model) -> DeepfakeModel:
+    return DeepfakeModel.load(small_model)
+
+
+def local_table(paths: list[Path], model: DeepfakeModel, tmp: Path) -> pd.DataFrame:
+    """What a user reads back from a local scan's --parquet file."""
+    out = tmp / "local.parquet"
+    scan(paths, model, ScanConfig(batch_size=4), progress=False).to_parquet(out, index=False)
+    return pd.read_parquet(out)
+
+
+def assert_same_table(ray_df: pd.DataFrame, local_df: pd.DataFrame) -> None:
+    """Same rows, columns, dtypes, statuses and messages; scores within 1e-5."""
+    assert list(ray_df.columns) == list(local_df.columns)
+    assert (ray_df.dtypes == local_df.dtypes).all(), pd.concat([ray_df.dtypes, local_df.dtypes], axis=1)
+    exact = ["file", "face", "status", "message", "image_width", "image_height", "landmarks", "verdict"]
+    pd.testing.assert_frame_equal(ray_df[exact], local_df[exact])
+    pd.testing.assert_frame_equal(ray_df, local_df, check_exact=False, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_ray_table_equals_the_local_scan(cluster, photos, small_model, model, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{photos}\n\n")  # --files-from: a folder named on a line is walked, blank lines skipped
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["scan", "--files-from", str(listing), "--model", str(small_model), "--ray", "local",
+                                   "--parquet", str(out), "--chunk-files", "4", "--batch-size", "4"])
+    assert res.exit_code == 0, res.output
+    assert "faces" in res.output and "36" in res.output  # muflow's summary: 36 faces
+    parts = sorted(out.iterdir())
+    assert [p.name[:13] for p in parts] == [f"part-{i:08d}" for i in range(4)]  # 14 files in parts of 4
+    ray_df = pd.read_parquet(out)
+    assert_same_table(ray_df, local_table([photos], model, tmp_path))
+    assert set(ray_df.loc[ray_df["file"].str.endswith("empty.jpg"), "message"]) == {"empty file"}
+
+
+def test_bad_input_corpus_gives_the_local_statuses(cluster, astronaut, small_model, model, tmp_path):
+    root = tmp_path / "drive"
+    make_corpus(root, astronaut)
+    ray_scan.ray_scan([str(root)], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=8, batch_size=4),
+                      progress=False, model=model)
+    assert_same_table(pd.read_parquet(tmp_path / "out"), local_table([root], model, tmp_path))
+
+
+def test_empty_input_is_an_empty_table_with_the_schema(cluster, small_model, model, tmp_path):
+    (tmp_path / "none").mkdir()
+    result = ray_scan.ray_scan([str(tmp_path / "none")], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=4),
+                               progress=False, model=model)
+    assert result.counts["files"] == 0 and result.parts == 1
+    assert_same_table(pd.read_parquet(tmp_path / "out"), local_table([tmp_path / "none"], model, tmp_path))
+
+
+def _worker_pids(title: str) -> list[int]:
+    """Ray worker processes whose title names ``title`` (Ray titles an actor's process ray::MapWorker(...))."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and title.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the actor's process through /proc")
+def test_killed_actors_are_restarted_and_no_file_is_lost_or_doubled(cluster, photos, small_model, model, tmp_path):
+    out = tmp_path / "out"
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["result"] = ray_scan.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=1, batch_size=4),
+                                              progress=False, model=model, face_actors=1)
+        except BaseException as exc:  # reported below
+            box["error"] = exc
+
+    job = threading.Thread(target=run)
+    job.start()
+    killed: dict[str, int] = {}
+    deadline = time.time() + 300
+    while job.is_alive() and time.time() < deadline and len(killed) < 2:
+        # The face actor while it works on a part; the scoring actor once parts are written and others are not.
+        busy = _worker_pids("MapBatches(FindFaces)).submit")
+        if busy and "faces" not in killed:
+            killed["faces"] = busy[0]
+            os.kill(busy[0], signal.SIGKILL)
+        scorer = _worker_pids("MapBatches(ScoreParts))")
+        if scorer and "score" not in killed and out.is_dir() and any(p.name.startswith("part-") for p in out.iterdir()):
+            killed["score"] = scorer[0]
+            os.kill(scorer[0], signal.SIGKILL)
+        time.sleep(0.02)
+    job.join(300)
+    assert "error" not in box, box.get("error")
+    assert set(killed) == {"faces", "score"}, f"the job finished before both actors could be killed: {killed}"
+    assert box["result"].parts == 14
+    assert len(list(out.iterdir())) == 14
+    assert_same_table(pd.read_parquet(out), local_table([photos], model, tmp_path))  # every row once, none lost
+
+
+def test_killed_scan_resumes_to_the_same_table(cluster, photos, small_model, model, tmp_path):
+    """SIGKILL the driver (another process, joined to the cluster by address) once parts are written;
+    --resume keeps them, redoes the rest and a file touched since, and gives the uninterrupted table."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "muflow_cli", "scan", str(photos), "--model", str(small_model), "--ray", cluster,
+           "--parquet", str(out), "--chunk-files", "2", "--batch-size", "4", "-q"]
+    env = {**os.environ, "PYTHONPATH": os.environ["PYTHONPATH"]}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        if out.is_dir() and sum(p.name.startswith("part-") for p in out.iterdir()) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, "the scan finished before it could be killed"
+    kept = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name.startswith("part-")}
+    assert 2 <= len(kept) < 7
+    (out / ".part-00000009-0.parquet.1234.tmp").write_bytes(b"half a part")  # a write cut short
+    first = min(kept)  # a kept part: one of its files changes, so it must be scanned again
+    index = int(first[len("part-"):][:8])
+    touched = ray_scan.list_files([str(photos)])[2 * index][0]
+    os.utime(touched, ns=(time.time_ns(), time.time_ns()))
+    res = CliRunner().invoke(app, cmd[3:] + ["--resume"])
+    assert res.exit_code == 0, res.output
+    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert len(after) == 7 and not any(n.startswith(".") for n in after)
+    assert all(after[n] == t for n, t in kept.items() if n != first)  # kept parts were not rewritten
+    assert after[first] != kept[first]  # the touched file's part was redone
+    assert_same_table(pd.read_parquet(out), local_table([photos], model, tmp_path))
+    meta = ray_scan.part_metadata(*ray_scan.filesystem(str(out / first)))
+    assert meta["part"] == index and meta["counts"]["files"] == 2 and len(meta["files"]) == 2
+
+
+def test_resume_refuses_other_settings_and_a_folder_of_other_files(cluster, photos, small_model, model, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.parquet").write_bytes(b"x")
+    with pytest.raises(ray_scan.UsageError, match="not a muflow part"):
+        ray_scan.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=8), progress=False, model=model)
+    (out / "mine.parquet").unlink()
+    parts = ray_scan.make_parts([("a", "a")], 8, "settings-a")
+    path = out / parts[0].name
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = {"format": ray_scan.FORMAT, "part": 0, "settings": "other", "counts": {}, "files": []}
+    pq.write_table(pa.table({"x": [1]}).replace_schema_metadata({ray_scan.META_KEY: json.dumps(meta).encode()}), path)
+    with pytest.raises(ray_scan.ResumeError, match="other settings"):
+        ray_scan.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=8), resume=True, progress=False, model=model)
+
+
+def test_plan_gives_gpus_to_scoring_and_cpus_to_faces():
+    cpu = ray_scan.plan(2, 0)
+    assert (cpu.face_actors, cpu.face_cpus, cpu.scorers, cpu.score_cpus, cpu.score_gpus) == (1, 1.0, 1, 1.0, 0.0)
+    shared = ray_scan.plan(2, 0, face_actors=2)
+    assert shared.face_actors == 2 and shared.face_actors * shared.face_cpus + shared.score_cpus <= 2
+    gpu = ray_scan.plan(16, 1)
+    assert (gpu.face_actors, gpu.scorers, gpu.score_gpus) == (15, 1, 1.0)
+    assert ray_scan.plan(16, 1, device="cpu").score_gpus == 0.0
+    big = ray_scan.plan(64, 0)  # scoring is 43 % of a CPU scan's work
+    assert (big.face_actors, big.scorers, big.face_cpus, big.score_cpus) == (36, 28, 1.0, 1.0)
+
+
+def test_uris_are_listed_and_read_through_pyarrow_fs(tmp_path, astronaut):
+    """file:// stands in for s3:// and gs:// (the same pyarrow.fs calls); bad files get the local statuses."""
+    from conftest import write_rgb
+
+    write_rgb(tmp_path / "b" / "face.jpg", astronaut)
+    (tmp_path / "b" / "empty.png").write_bytes(b"")
+    (tmp_path / "b" / "notes.txt").write_text("not listed: no image suffix")
+    uri = f"file://{tmp_path}/"
+    files = ray_scan.list_files([uri], [f"file://{tmp_path}/missing.jpg"])
+    assert files == [(f"file://{tmp_path}/b/empty.png",) * 2, (f"file://{tmp_path}/b/face.jpg",) * 2,
+                     (f"file://{tmp_path}/missing.jpg",) * 2]
+    (empty, _, ident), (face, _, _), (none, error, _) = [ray_scan._read_one(p, n) for p, n in files]
+    assert empty == b"" and ident[1] == 0 and face == (tmp_path / "b" / "face.jpg").read_bytes()
+    assert none is None and error == "file not found"
+    finder = ray_scan.FindFaces.__new__(ray_scan.FindFaces)  # no detector needed for files that fail to decode
+    finder.detector, finder.args = None, (128, 1.5, 0, None, False, None)
+    res = finder._one(files[0][0], files[0][1], empty, None)
+    assert (res.status, res.message) == ("unreadable", "empty file")
