@@ -333,7 +333,8 @@ def _summary(counts: dict[str, int], rule: str, written: list[Path]) -> None:
 @app.command()
 @_command
 def fit(
-    paths: list[Path] = typer.Argument(..., help="Folders (or files) of real face images."),
+    paths: Optional[list[Path]] = typer.Argument(None, help="Folders (or files) of real face images."),
+    files_from: Optional[Path] = typer.Option(None, "--files-from", help="Also fit on the files (or folders) listed in this file, one per line."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the model bundle (a folder); default: NAME.muflow here, after the first input."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (default: ~6,000 face presentations, 8-60 epochs)."),
     k: Optional[int] = typer.Option(None, "--k", min=1, help="Crops per average face (default: n/4, at most 500)."),
@@ -373,9 +374,13 @@ def fit(
         aligned=aligned.value if aligned else None, min_face=min_face, augment=augment,
     )
     config.check()
-    _check_paths(paths)
+    if not paths and files_from is None:
+        _fail("give folders or files of real faces, or --files-from LIST", 2)
+    if paths:
+        _check_paths(paths)
     if output is None:
-        output = default_output(paths[0])
+        output = default_output(paths[0] if paths else files_from)
+    paths = list(paths or []) + [Path(p) for p in _read_files_from(files_from)]
     check_output(output)  # before a long fit, not after it
     det, report = run_fit(paths, config, progress=not quiet, notify=None if quiet else lambda line: err.print(line, highlight=False))
     det.save(output)

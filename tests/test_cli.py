@@ -187,3 +187,12 @@ def test_fit_without_an_output_writes_beside_the_input_name_and_says_how_to_use_
     assert (tmp_path / "reals.muflow").read_text() == "an existing file is never replaced"
     assert "muflow scan PHOTOS --model reals-2.muflow" in res.output
     assert "fitting on" in res.output and "Estimated time" in res.output and "measured on this machine" in res.output
+
+
+def test_fit_takes_its_files_from_a_list(tmp_path, real_folder):
+    listing = tmp_path / "reals.txt"
+    listing.write_text("\n".join(str(p) for p in sorted(real_folder.rglob("*.*"))) + "\n")
+    out = tmp_path / "listed.muflow"
+    res = runner.invoke(app, ["fit", "--files-from", str(listing), "-o", str(out), *FAST_FIT])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "card.json").read_text())["training"]["faces"] == 36
