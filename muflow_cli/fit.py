@@ -335,6 +335,7 @@ def fit_crops(
         skipped=dict(report.skipped), faces=report.faces, fit_faces=report.fit_faces,
         calibration_faces=report.calibration_faces, k=report.k, averages=report.averages, epochs=report.epochs,
         batch_size=config.batch_size, lr=config.lr, final_loss=report.losses[-1], losses=list(report.losses),
+        groups=int(len(np.unique(group_ids))),
         calibration_mean_score=report.calibration_mean, min_face_px=config.min_face_px, group_by=config.group_by, augment=config.augment,
         data=config.data_note,
     )

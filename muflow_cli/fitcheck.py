@@ -90,6 +90,24 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     _atomic(path, lambda p: save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, p))
 
 
+def describe(path: Path) -> str:
+    """What a checkpoint folder holds, for the person who pressed Ctrl-C."""
+    def read(name: str) -> dict | None:
+        try:
+            return json.loads((Path(path) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    epoch = read("epoch.json")
+    if epoch:
+        return f"the faces, averages and {epoch['epoch']} epochs are done"
+    if read("split.json"):
+        return "the faces and averages are done"
+    if read("faces.json"):
+        return "the faces are collected"
+    return "nothing is done yet"
+
+
 class FitCheckpoint:
     """The checkpoint folder of one fit. ``resume=False`` starts over (an old folder is cleared)."""
 
@@ -126,16 +144,6 @@ class FitCheckpoint:
         except (OSError, ValueError):
             return None
 
-    def describe(self) -> str:
-        """What the folder holds, for the person who pressed Ctrl-C."""
-        epoch = self._json("epoch.json")
-        if epoch:
-            return f"{epoch['epoch']} epochs are done"
-        if self._json("split.json"):
-            return "the faces and averages are done"
-        if self._json("faces.json"):
-            return "the faces are collected"
-        return "nothing is done yet"
 
     # -- (a) collected faces ------------------------------------------------------
     def save_faces(self, crops: np.ndarray, groups: np.ndarray, files: int, skipped: dict[str, int], seconds: float) -> None:
