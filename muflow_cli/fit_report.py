@@ -146,7 +146,7 @@ def fit_report_html(model, name: str, seconds: dict[str, float] | None = None) -
     averages, faces = model.extras.get("report.averages"), model.extras.get("report.faces")
     if averages is None and faces is None:
         out.append("<p class='muted'>This bundle keeps no sample of its average faces or fit faces "
-                   "(bundles written by <code>muflow fit</code> since the fit report exist keep 16 of each).</p>")
+                   "(bundles written by <code>muflow fit</code> since the fit report exists keep 16 of each).</p>")
     else:
         out.append("<div class='pair'>")
         if averages is not None:
