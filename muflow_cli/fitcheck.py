@@ -3,11 +3,15 @@
 Three stages are kept, each written atomically (a temporary file renamed into place), in
 formats that load without running code (npz read with ``allow_pickle=False``, safetensors, JSON):
 
-* ``faces.npz`` + ``faces.json``: the collected crops (uint8) and group ids; file count, skips;
-* ``split.safetensors`` + ``split.json``: the calibration mask, the Gaussian target of each
-  layer, the report's sample of average faces, and the numpy RNG state after the averages;
-* ``epoch.safetensors`` + ``epoch.json``: after each finished epoch, the flows, Adam's state,
-  the LR schedule, the numpy and torch RNG states and the losses so far.
+* ``faces.npz`` then ``faces.json``: the collected crops (uint8) and group ids; file count, skips
+  (the JSON is written second, so it vouches for a whole npz);
+* ``split.safetensors``: the calibration mask, the Gaussian target of each layer, the report's
+  sample of average faces, and the numpy and torch RNG states after the averages;
+* ``epoch.safetensors``: after each finished epoch, the flows, Adam's state, the LR schedule,
+  the numpy and torch RNG states and the losses so far.
+
+A stage's tensors and its JSON (the safetensors metadata) are one file, replaced in one rename:
+a kill can never leave the tensors of one epoch beside the RNG state of another.
 
 The feature cache is not kept: it is recomputed on resume (deterministic; a few seconds per
 hundred faces, and up to gigabytes on disk if kept). With every RNG state restored, a resumed
@@ -84,10 +88,33 @@ def _write_json(path: Path, obj: Any) -> None:
     _atomic(path, lambda p: Path(p).write_text(json.dumps(obj), encoding="utf-8"))
 
 
-def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
-    _atomic(path, lambda p: save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, p))
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    _atomic(path, lambda p: save_file(tensors, p, metadata={"meta": json.dumps(meta)}))
+
+
+def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """(tensors, meta) of a stage file, or None when the stage was not reached."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads((fh.metadata() or {})["meta"])
+    return load_file(str(path)), meta
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return json.loads((fh.metadata() or {})["meta"])
+    except Exception:  # missing or not a stage file: the stage is not done
+        return None
 
 
 def describe(path: Path) -> str:
@@ -98,10 +125,10 @@ def describe(path: Path) -> str:
         except (OSError, ValueError):
             return None
 
-    epoch = read("epoch.json")
+    epoch = _read_meta(Path(path) / "epoch.safetensors")
     if epoch:
         return f"the faces, averages and {epoch['epoch']} epochs are done"
-    if read("split.json"):
+    if _read_meta(Path(path) / "split.safetensors"):
         return "the faces and averages are done"
     if read("faces.json"):
         return "the faces are collected"
@@ -118,7 +145,10 @@ class FitCheckpoint:
         if resume and self.path.is_dir():
             self._check()
         else:
-            shutil.rmtree(self.path, ignore_errors=True)
+            if self.path.exists():
+                if not (self.path / "settings.json").is_file() and any(self.path.iterdir()):
+                    raise FitResumeError(f"{self.path} exists and is not a muflow fit checkpoint; choose another checkpoint folder")
+                shutil.rmtree(self.path)
             self.path.mkdir(parents=True)
             _write_json(self.path / "settings.json", {"format": FORMAT, "settings": settings})
 
@@ -173,19 +203,17 @@ class FitCheckpoint:
         tensors["cal_mask"] = torch.from_numpy(np.asarray(cal_mask, np.uint8))
         tensors["averages_sample"] = torch.from_numpy(np.ascontiguousarray(sample))
         tensors["torch_rng"] = torch.get_rng_state()
-        _write_tensors(self.path / "split.safetensors", tensors)
-        _write_json(self.path / "split.json", {"layers": len(targets), "rng": rng.bit_generator.state, "seconds": seconds})
+        _write_tensors(self.path / "split.safetensors", tensors,
+                       {"layers": len(targets), "rng": rng.bit_generator.state, "seconds": seconds})
         self._timed("split", t)
 
     def load_split(self, make_target) -> tuple[np.ndarray, list, np.ndarray, dict, float] | None:
         """(calibration mask, targets, averages sample, numpy RNG state, seconds), or None if not reached;
         the torch RNG is set back to where it was after the averages."""
-        from safetensors.torch import load_file
-
-        meta = self._json("split.json")
-        if meta is None or not (self.path / "split.safetensors").is_file():
+        stage = _read_tensors(self.path / "split.safetensors")
+        if stage is None:
             return None
-        t = load_file(str(self.path / "split.safetensors"))
+        t, meta = stage
         targets = []
         for j in range(meta["layers"]):
             state = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith(f"target{j}.")}
@@ -205,8 +233,7 @@ class FitCheckpoint:
             for name, v in st.items():
                 tensors[f"opt.{i}.{name}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
         tensors["torch_rng"] = torch.get_rng_state()
-        _write_tensors(self.path / "epoch.safetensors", tensors)
-        _write_json(self.path / "epoch.json", {
+        _write_tensors(self.path / "epoch.safetensors", tensors, {
             "epoch": epoch, "losses": losses, "seconds": seconds, "rng": rng.bit_generator.state,
             "param_groups": opt_state["param_groups"], "opt_ids": sorted(int(i) for i in opt_state["state"]),
             "sched": sched.state_dict(),
@@ -215,12 +242,10 @@ class FitCheckpoint:
 
     def load_epoch(self, model: torch.nn.Module, opt: torch.optim.Optimizer, sched, rng: np.random.Generator):
         """Restore the last finished epoch into ``model``, ``opt``, ``sched`` and ``rng``: (epochs done, losses, seconds)."""
-        from safetensors.torch import load_file
-
-        meta = self._json("epoch.json")
-        if meta is None or not (self.path / "epoch.safetensors").is_file():
+        stage = _read_tensors(self.path / "epoch.safetensors")
+        if stage is None:
             return 0, [], 0.0
-        t = load_file(str(self.path / "epoch.safetensors"))
+        t, meta = stage
         device = next(model.parameters()).device
         model.load_state_dict({k[len("model."):]: v for k, v in t.items() if k.startswith("model.")})
         state = {}

@@ -14,7 +14,7 @@ from conftest import FAST_FIT, fast_fit_config
 from safetensors.torch import load_file
 
 from muflow_cli.fit import fit
-from muflow_cli.fitcheck import FitCheckpoint, FitResumeError, checkpoint_path, fit_settings
+from muflow_cli.fitcheck import FitCheckpoint, FitResumeError, _read_meta, checkpoint_path, fit_settings
 
 EPOCHS = ["--epochs", "6"]  # after FAST_FIT's --epochs 2: the last one wins
 
@@ -24,10 +24,8 @@ def fit_cmd(photos: Path, out: Path, *extra: str) -> list[str]:
 
 
 def finished_epochs(out: Path) -> int:
-    try:
-        return json.loads((checkpoint_path(out) / "epoch.json").read_text())["epoch"]
-    except (OSError, ValueError, KeyError):
-        return 0
+    meta = _read_meta(checkpoint_path(out) / "epoch.safetensors")
+    return meta["epoch"] if meta else 0
 
 
 def bundle(path: Path) -> tuple[dict, dict]:
@@ -81,3 +79,11 @@ def test_a_folder_that_is_not_a_checkpoint_is_refused(tmp_path):
     (tmp_path / "ck").mkdir()
     with pytest.raises(FitResumeError, match="not a muflow fit checkpoint"):
         FitCheckpoint(tmp_path / "ck", {}, resume=True)
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_never_cleared(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"keep me")
+    with pytest.raises(FitResumeError, match="not a muflow fit checkpoint"):
+        FitCheckpoint(tmp_path / "photos", {})
+    assert (tmp_path / "photos" / "a.jpg").read_bytes() == b"keep me"
