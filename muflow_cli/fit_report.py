@@ -26,7 +26,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#111;max-width:1100px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px} .muted{color:#555;font-size:13px}
 table{border-collapse:collapse;font-size:13px} td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left}
-.pair{display:flex;gap:32px;flex-wrap:wrap} .grid{display:grid;grid-template-columns:repeat(4,80px);gap:4px}
+.pair{display:flex;gap:32px;flex-wrap:wrap} .pair>div{width:336px} .grid{display:grid;grid-template-columns:repeat(4,80px);gap:4px}
 .grid img{width:80px;height:80px;image-rendering:auto} svg{background:#fafafa;border:1px solid #eee}
 """
 FPRS = (0.05, 0.01)
