@@ -89,6 +89,8 @@ class TrainingInfo:
     group_by: str = "file"
     augment: int = 0  # degraded copies of each fit face in flow training
     data: str = ""  # a free-text description of the fit data (set by scripts/make_default_model.py)
+    groups: int = 0  # photos, videos or folders the faces came from (the calibration split's unit; 0 in older cards)
+    losses: list[float] = field(default_factory=list)  # training loss per epoch (empty in older cards)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -358,6 +359,8 @@ def fit(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     cache: CacheWhere = typer.Option(CacheWhere.auto, "--cache", help="Feature cache: auto (RAM up to half the free memory, else disk), memory or disk."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder for an on-disk feature cache (default: the system's temporary folder)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted fit (same arguments) from its last finished stage and epoch, kept beside the output."),
+    html_report: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report of the model: average and fit faces, loss per epoch, calibration."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Fit a detector on a folder of real faces."""
@@ -382,8 +385,25 @@ def fit(
         output = default_output(paths[0] if paths else files_from)
     paths = list(paths or []) + [Path(p) for p in _read_files_from(files_from)]
     check_output(output)  # before a long fit, not after it
-    det, report = run_fit(paths, config, progress=not quiet, notify=None if quiet else lambda line: err.print(line, highlight=False))
+    from .fitcheck import checkpoint_path, describe
+
+    checkpoint = checkpoint_path(output)
+    if resume and not checkpoint.is_dir():
+        err.print(f"nothing to resume ({checkpoint} does not exist): fitting from the start", highlight=False)
+    try:
+        det, report = run_fit(paths, config, progress=not quiet, notify=None if quiet else lambda line: err.print(line, highlight=False),
+                              checkpoint_dir=checkpoint, resume=resume, keep_checkpoint=True)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {describe(checkpoint)}, kept in {checkpoint}; "
+                  "run the same command with --resume to continue", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     det.save(output)
+    shutil.rmtree(checkpoint, ignore_errors=True)  # the model is written: the checkpoint has served
+    if html_report is not None:
+        from .fit_report import write_fit_report
+
+        write_fit_report(det, html_report, output.name, report.seconds)
+        err.print(f"wrote {html_report}", highlight=False)
     for w in report.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     if quiet:
@@ -597,13 +617,22 @@ def calibrate(
 
 @app.command()
 @_command
-def info(model: Optional[Path] = typer.Argument(None, help="Model bundle; default: the bundled model.")) -> None:
+def info(
+    model: Optional[Path] = typer.Argument(None, help="Model bundle; default: the bundled model."),
+    html_report: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report of the model: average and fit faces, loss per epoch, calibration."),
+) -> None:
     """Show a model bundle's card: what it was fitted on and how."""
     import json
 
     from .bundle import default_model_path, read_bundle
 
-    card, _, sha = read_bundle(model or default_model_path())
+    path = model or default_model_path()
+    if html_report is not None:
+        from .fit_report import ReportModel, write_fit_report
+
+        write_fit_report(ReportModel.load(path), html_report, Path(path).name)
+        err.print(f"wrote {html_report}", highlight=False)
+    card, _, sha = read_bundle(path)
     doc = card.to_dict()
     doc["tensors_sha256"] = sha
     out.print_json(json.dumps(doc))

@@ -34,6 +34,8 @@ class DeepfakeModel:
         self.model = model.eval()
         self.calibration = calibration
         self.tensors_sha256 = tensors_sha256  # the bundle's identity once saved or loaded (None while unsaved)
+        # Tensors kept for people, not scoring: `report.averages`, `report.faces` (uint8 samples, fit_report.py).
+        self.extras: dict[str, torch.Tensor] = {}
         self.device = torch.device("cpu")
         self.engine_name = "auto"
         self._engine: TorchEngine | OnnxEngine | None = None
@@ -98,6 +100,7 @@ class DeepfakeModel:
         other = DeepfakeModel(replace(card or self.card, calibration=info), self.backbone, self.model,
                               Calibration(scores, info.tail))
         other.device, other.engine_name, other._engine = self.device, self.engine_name, self._engine
+        other.extras = dict(self.extras)
         return other
 
     # -- persistence ----------------------------------------------------------------
@@ -106,6 +109,7 @@ class DeepfakeModel:
         self.card = replace(self.card, muflow_version=__version__, format=FORMAT_VERSION)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors["calibration"] = torch.from_numpy(self.calibration.scores.copy())
+        tensors.update({k: v for k, v in self.extras.items() if k.startswith("report.")})
         self.tensors_sha256 = write_bundle(Path(path), self.card, tensors)
         return Path(path)
 
@@ -134,7 +138,9 @@ class DeepfakeModel:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise ModelError(f"{path} does not match its card: {exc}") from None
-        return cls(card, backbone, model, Calibration(tensors["calibration"].numpy(), card.calibration.tail), sha)
+        det = cls(card, backbone, model, Calibration(tensors["calibration"].numpy(), card.calibration.tail), sha)
+        det.extras = {k: v for k, v in tensors.items() if k.startswith("report.")}
+        return det
 
 
 def new_card(

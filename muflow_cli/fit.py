@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -31,6 +32,7 @@ from .device import pick_device
 from .errors import ConfigError, MuflowError
 from .faces import FaceDetector, FaceStage, check_face_finding
 from .features import create_feature_extractor
+from .fitcheck import FitCheckpoint, fit_settings
 from .files import GROUP_BY, group_keys
 from .images import iter_image_files
 from .model import FlowConfig, MuFlowModel
@@ -38,6 +40,7 @@ from .progress import track
 from .target import GaussianTarget
 
 MIN_FACES = 20
+SAMPLE, SAMPLE_PX = 16, 64  # average faces and fit faces kept in the bundle for `muflow info --html`
 
 
 class FitError(MuflowError):
@@ -206,20 +209,36 @@ class Rows:
 
 
 def fit(
-    paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: bool = True, notify: Callable[[str], None] | None = None
+    paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: bool = True, notify: Callable[[str], None] | None = None,
+    checkpoint_dir: Path | None = None, resume: bool = False, keep_checkpoint: bool = False,
 ) -> tuple[DeepfakeModel, FitReport]:
     """Fit on the real faces under ``paths``; returns the model and what happened.
 
     ``notify`` receives a line for the person waiting, once the faces are collected: how many will be
-    fitted, what was skipped and why, and the time the rest will take, measured on this machine."""
+    fitted, what was skipped and why, and the time the rest will take, measured on this machine.
+    ``checkpoint_dir``: keep each finished stage and epoch there (fitcheck.py); with ``resume``, go on
+    from what it holds (settings must match). It is removed when the fit returns, unless ``keep_checkpoint``
+    (the CLI removes it once the bundle is written)."""
     config.check()
     paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     report = FitReport()
-    t0 = time.perf_counter()
-    crops, ids, report.files, skipped = collect_faces(paths, config, progress)
-    report.skipped = {k: v for k, v in skipped.items() if v}
-    report.seconds["faces"] = time.perf_counter() - t0
-    return fit_crops(crops, ids, config, progress, report, notify)
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = FitCheckpoint(checkpoint_dir, fit_settings(config, [str(p.resolve()) for p in paths]), resume)
+    kept = checkpoint.load_faces() if checkpoint is not None else None
+    if kept is not None:
+        crops, ids, report.files, report.skipped, report.seconds["faces"] = kept
+    else:
+        t0 = time.perf_counter()
+        crops, ids, report.files, skipped = collect_faces(paths, config, progress)
+        report.skipped = {k: v for k, v in skipped.items() if v}
+        report.seconds["faces"] = time.perf_counter() - t0
+        if checkpoint is not None:
+            checkpoint.save_faces(crops, ids, report.files, report.skipped, report.seconds["faces"])
+    result = fit_crops(crops, ids, config, progress, report, notify, checkpoint)
+    if checkpoint is not None and not keep_checkpoint:
+        checkpoint.remove()
+    return result
 
 
 def fit_crops(
@@ -229,8 +248,11 @@ def fit_crops(
     progress: bool = True,
     report: FitReport | None = None,
     notify: Callable[[str], None] | None = None,
+    checkpoint: FitCheckpoint | None = None,
 ) -> tuple[DeepfakeModel, FitReport]:
-    """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video)."""
+    """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video).
+
+    ``checkpoint``: keeps the split, targets and epochs, and resumes from what it holds (fit() makes it)."""
     config.check()
     report = report or FitReport()
     n = len(crops)
@@ -250,7 +272,8 @@ def fit_crops(
             f"all {n} faces are in one group (--group-by {config.group_by}), so none can be held out to calibrate; "
             "give more photos or videos, or --group-by file if the files are independent photos"
         )
-    cal_mask = split_by_group(group_ids, config.calibration_fraction, rng)
+    kept = checkpoint.load_split(GaussianTarget) if checkpoint is not None else None
+    cal_mask = kept[0] if kept is not None else split_by_group(group_ids, config.calibration_fraction, rng)
     fit_crops_, cal_crops = Rows(crops, np.flatnonzero(~cal_mask)), crops[cal_mask]
     report.fit_faces, report.calibration_faces = len(fit_crops_), len(cal_crops)
     if report.fit_faces < MIN_FACES // 2:
@@ -270,14 +293,22 @@ def fit_crops(
                f"Estimated time for the rest, measured on this machine: {_duration(report.estimate['total'])} ({parts})")
 
     # Averages -> Gaussian target per layer.
-    t = time.perf_counter()
-    pooled: list[list[np.ndarray]] = [[] for _ in backbone.channels]
-    batches = average_faces(fit_crops_, report.k, report.averages, rng, batch=config.batch_size)
-    for batch in track(batches, "averages", total=math.ceil(report.averages / config.batch_size), enabled=progress):
-        for j, f in enumerate(backbone(torch.from_numpy(batch))):
-            pooled[j].append(f.mean(dim=(2, 3)).double().cpu().numpy())
-    targets = [GaussianTarget.fit(np.concatenate(p)) for p in pooled]
-    report.seconds["averages"] = time.perf_counter() - t
+    if kept is not None:
+        _, targets, average_sample, rng.bit_generator.state, report.seconds["averages"] = kept
+    else:
+        t = time.perf_counter()
+        pooled: list[list[np.ndarray]] = [[] for _ in backbone.channels]
+        samples: list[np.ndarray] = []
+        batches = average_faces(fit_crops_, report.k, report.averages, rng, batch=config.batch_size)
+        for batch in track(batches, "averages", total=math.ceil(report.averages / config.batch_size), enabled=progress):
+            samples += [thumbnail(a) for a in batch[: SAMPLE - len(samples)]]
+            for j, f in enumerate(backbone(torch.from_numpy(batch))):
+                pooled[j].append(f.mean(dim=(2, 3)).double().cpu().numpy())
+        targets = [GaussianTarget.fit(np.concatenate(p)) for p in pooled]
+        average_sample = np.stack(samples)
+        report.seconds["averages"] = time.perf_counter() - t
+        if checkpoint is not None:
+            checkpoint.save_split(cal_mask, targets, average_sample, rng, report.seconds["averages"])
 
     # Cache backbone features of single fit faces once (float16): the backbone is frozen.
     t = time.perf_counter()
@@ -287,7 +318,7 @@ def fit_crops(
     report.cache = {"where": cache.where, "bytes": cache.nbytes}
     report.seconds["features"] = time.perf_counter() - t
     try:
-        model = _train(model_for(backbone, targets, config.flow, device), cache, config, report, rng, device, progress)
+        model = _train(model_for(backbone, targets, config.flow, device), cache, config, report, rng, device, progress, checkpoint)
     finally:
         cache.close()
 
@@ -305,12 +336,15 @@ def fit_crops(
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"), seed=config.seed, images=report.files,
         skipped=dict(report.skipped), faces=report.faces, fit_faces=report.fit_faces,
         calibration_faces=report.calibration_faces, k=report.k, averages=report.averages, epochs=report.epochs,
-        batch_size=config.batch_size, lr=config.lr, final_loss=report.losses[-1],
+        batch_size=config.batch_size, lr=config.lr, final_loss=report.losses[-1], losses=list(report.losses),
+        groups=int(len(np.unique(group_ids))),
         calibration_mean_score=report.calibration_mean, min_face_px=config.min_face_px, group_by=config.group_by, augment=config.augment,
         data=config.data_note,
     )
     calibration = CalibrationInfo(tail=config.tail, faces=len(cal_scores), source="fit", group_by=config.group_by)
     detector = scorer.with_calibration(cal_scores, calibration, replace(untrained, training=training))
+    face_sample = np.stack([thumbnail(fit_crops_[int(i)]) for i in np.linspace(0, len(fit_crops_) - 1, min(SAMPLE, len(fit_crops_)))])
+    detector.extras = {"report.averages": torch.from_numpy(average_sample), "report.faces": torch.from_numpy(face_sample)}
     min_p = detector.calibration.min_p()
     if min_p > 0.05:
         report.warnings.append(
@@ -318,6 +352,11 @@ def fit_crops(
             "so verdicts at an fpr below it cannot say 'fake'"
         )
     return detector, report
+
+
+def thumbnail(crop: np.ndarray) -> np.ndarray:
+    """A crop downscaled to SAMPLE_PX (uint8), for the bundle's sample of faces."""
+    return cv2.resize(np.ascontiguousarray(crop), (SAMPLE_PX, SAMPLE_PX), interpolation=cv2.INTER_AREA)
 
 
 def _duration(seconds: float) -> str:
@@ -380,13 +419,14 @@ def model_for(backbone, targets: list[GaussianTarget], flow: FlowConfig, device:
     return model.to(device)
 
 
-def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: FitReport, rng, device, progress: bool) -> MuFlowModel:
+def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: FitReport, rng, device, progress: bool,
+           checkpoint: FitCheckpoint | None = None) -> MuFlowModel:
     """Adam with a cosine schedule over ``report.epochs`` epochs of the cached features.
 
     On CPU the maps and conv weights are channels_last while training (oneDNN's native layout:
     no reorder around each convolution, see benchmarks/fit_step.py); the model goes back to the
     default layout afterwards, so what is saved and scored does not depend on it.
-    """
+    ``checkpoint``: the epochs it holds are restored first, and each finished epoch is saved to it."""
     t = time.perf_counter()
     layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model.to(memory_format=layout)
@@ -394,9 +434,10 @@ def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: F
     n = report.training_faces or report.fit_faces
     steps_per_epoch = math.ceil(n / config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=report.epochs * steps_per_epoch)
+    done = _restore_epochs(checkpoint, model, opt, sched, rng, report)
     model.train()
     try:
-        for _ in track(range(report.epochs), "training", enabled=progress):
+        for epoch in track(range(done, report.epochs), "training", enabled=progress):
             order = rng.permutation(n)
             total = 0.0
             for s in range(0, n, config.batch_size):
@@ -411,8 +452,26 @@ def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: F
             report.losses.append(total / n)
             if not math.isfinite(report.losses[-1]):
                 raise FitError("training diverged (non-finite loss); try a smaller --lr")
+            _save_epoch(checkpoint, epoch + 1, model, opt, sched, rng, report, time.perf_counter() - t)
     finally:
         model.to(memory_format=torch.contiguous_format)
     model.eval()
-    report.seconds["training"] = time.perf_counter() - t
+    report.seconds["training"] = report.seconds.get("training", 0.0) + time.perf_counter() - t
     return model
+
+
+# -- checkpoint hooks of _train (fitcheck.py): no-ops without a checkpoint ------------------------
+def _restore_epochs(checkpoint, model, opt, sched, rng, report: FitReport) -> int:
+    """Epochs already done (0 without a checkpoint); restores flows, optimiser, schedule, RNGs, losses."""
+    if checkpoint is None:
+        return 0
+    done, losses, seconds = checkpoint.load_epoch(model, opt, sched, rng)
+    report.losses[:] = losses
+    if done:
+        report.seconds["training"] = seconds
+    return done
+
+
+def _save_epoch(checkpoint, epoch: int, model, opt, sched, rng, report: FitReport, seconds: float) -> None:
+    if checkpoint is not None:
+        checkpoint.save_epoch(epoch, model, opt, sched, rng, report.losses, report.seconds.get("training", 0.0) + seconds)

@@ -1,0 +1,89 @@
+"""Kill a fit mid-training, resume it, and get the very model an uninterrupted fit writes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAST_FIT, fast_fit_config
+from safetensors.torch import load_file
+
+from muflow_cli.fit import fit
+from muflow_cli.fitcheck import FitCheckpoint, FitResumeError, _read_meta, checkpoint_path, fit_settings
+
+EPOCHS = ["--epochs", "6"]  # after FAST_FIT's --epochs 2: the last one wins
+
+
+def fit_cmd(photos: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "muflow_cli", "fit", str(photos), "-o", str(out), *FAST_FIT, *EPOCHS, *extra]
+
+
+def finished_epochs(out: Path) -> int:
+    meta = _read_meta(checkpoint_path(out) / "epoch.safetensors")
+    return meta["epoch"] if meta else 0
+
+
+def bundle(path: Path) -> tuple[dict, dict]:
+    card = json.loads((path / "card.json").read_text())
+    card.pop("tensors")
+    card["training"].pop("date")
+    return card, load_file(str(path / "model.safetensors"))
+
+
+def test_sigkill_mid_training_then_resume_gives_the_same_model(real_folder, tmp_path):
+    reference = tmp_path / "reference.muflow"
+    subprocess.run(fit_cmd(real_folder, reference), check=True, timeout=900)
+    assert not checkpoint_path(reference).exists()  # a finished fit leaves no checkpoint behind
+
+    out = tmp_path / "killed.muflow"
+    proc = subprocess.Popen(fit_cmd(real_folder, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 900
+    while proc.poll() is None and time.time() < deadline and finished_epochs(out) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the fit finished before it could be killed"
+    done = finished_epochs(out)
+    assert 1 <= done < 6 and not out.exists()
+
+    subprocess.run(fit_cmd(real_folder, out, "--resume"), check=True, timeout=900)
+    assert not checkpoint_path(out).exists()
+    (card, tensors), (ref_card, ref_tensors) = bundle(out), bundle(reference)
+    assert card == ref_card  # the date aside
+    assert tensors.keys() == ref_tensors.keys() and "report.averages" in tensors
+    for k in tensors:
+        assert tensors[k].dtype == ref_tensors[k].dtype and tensors[k].equal(ref_tensors[k]), k  # bit for bit
+    assert len(card["training"]["losses"]) == 6
+
+
+def test_resuming_with_other_settings_is_refused_naming_them(real_folder, tmp_path):
+    ck = tmp_path / "ck"
+    FitCheckpoint(ck, fit_settings(fast_fit_config(), [str(real_folder.resolve())]))
+    with pytest.raises(FitResumeError, match=r"other settings \(epochs, seed\)"):
+        fit([real_folder], fast_fit_config(seed=1, epochs=3), progress=False, checkpoint_dir=ck, resume=True)
+    assert ck.is_dir()  # refused before any work, and nothing was cleared
+
+
+def test_where_the_cache_lives_and_the_device_do_not_make_another_fit(real_folder, tmp_path):
+    paths = [str(real_folder.resolve())]
+    assert fit_settings(fast_fit_config(), paths) == fit_settings(fast_fit_config(cache="disk", cache_dir=tmp_path, device="cpu"), paths)
+    assert fit_settings(fast_fit_config(), paths) != fit_settings(fast_fit_config(), [str(tmp_path)])
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_refused(tmp_path):
+    (tmp_path / "ck").mkdir()
+    with pytest.raises(FitResumeError, match="not a muflow fit checkpoint"):
+        FitCheckpoint(tmp_path / "ck", {}, resume=True)
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_never_cleared(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"keep me")
+    with pytest.raises(FitResumeError, match="not a muflow fit checkpoint"):
+        FitCheckpoint(tmp_path / "photos", {})
+    assert (tmp_path / "photos" / "a.jpg").read_bytes() == b"keep me"
