@@ -88,6 +88,10 @@ ENGINE_HELP = "Scoring engine: auto (ONNX Runtime on CPU, checked against torch;
 FACE_DETECTOR_HELP = "Face detector; default: the one the model was fitted with."
 
 
+HTML_HELP = ("Write an HTML report: NAME.html is one self-contained file (for a large scan: NAME.html is the index, "
+             "its pages are in NAME_files/); any other NAME is a folder of pages with NAME/index.html.")
+
+
 def _face_detector_option(default):
     return typer.Option(default, "--face-detector", help=FACE_DETECTOR_HELP if default is None else "Face detector.")
 
@@ -146,7 +150,7 @@ def scan(
     csv: Optional[Path] = typer.Option(None, "--csv", help="Write the table as CSV."),
     parquet: Optional[str] = typer.Option(None, "--parquet", help="Write the table as Parquet (with --ray: a folder of Parquet parts, local or a URI)."),
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Write the table as JSON lines."),
-    html_report: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report (thumbnails, heat maps, marked-up images)."),
+    html_report: Optional[Path] = typer.Option(None, "--html", help=HTML_HELP + " Thumbnails, heat maps, marked-up images."),
     fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="False-positive rate on real faces for the verdict."),
     tail: Optional[Tail] = typer.Option(None, "--tail", help="p-value tail: two (flags atypically high or low scores) or upper; default: the model's."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
@@ -194,12 +198,14 @@ def scan(
         _fail("--resume needs an output file (--csv, --parquet or --jsonl): the scan's journal lives beside it", 2)
     if roots:
         _check_paths(roots)
-    det = _load(model, device, backbone_weights, engine.value)
-    visuals = None
+    target = None
     if html_report is not None:
-        from .report import ReportVisuals
+        from .report import ReportTarget, ReportVisuals
 
-        visuals = ReportVisuals(det.card.channels)
+        target = ReportTarget(html_report, resume)  # pictures are written there chunk by chunk
+    det = _load(model, device, backbone_weights, engine.value)
+    visuals = ReportVisuals(det.card.channels, target) if target is not None else None
+    written = [p for p in (csv, parquet, jsonl) if p]
 
     def write(df) -> None:
         for path, fmt in outputs:
@@ -209,7 +215,7 @@ def scan(
 
             notes = [det.calibration.describe(fpr, config.tail).replace("verdict: ", "Verdict: ", 1) + ".",
                      f"Model: {model or 'bundled demonstration model'}; fitted on {det.card.training.faces} real faces."]
-            write_html(df, visuals.rows, html_report, "muflow scan report", notes)
+            written.append(_report_written(*write_html(df, visuals, target, "muflow scan report", notes)))
 
     # The journal's settings name the list file, not its million lines: each chunk's files are checked anyway.
     settings_paths = roots + ([files_from] if files_from is not None else [])
@@ -219,7 +225,7 @@ def scan(
         return
     if not (outputs or html_report):
         _faces_table(df, roots)
-    _summary(summarize(df), det.calibration.describe(fpr, config.tail), [p for p in (csv, parquet, jsonl, html_report) if p])
+    _summary(summarize(df), det.calibration.describe(fpr, config.tail), written)
     _domain_warning(det, df["p_value"].dropna().to_numpy(float), fpr, config.tail, model)
     if model is None:
         err.print(
@@ -282,6 +288,13 @@ def _domain_warning(det, p_values, fpr: float, tail: Optional[str], model: Optio
     check = det.calibration.domain_check(p_values, fpr, tail)
     if check.mismatch:
         err.print(f"[yellow]warning:[/] {what}{check.message(str(model) if model else None)}", highlight=False, soft_wrap=True)
+
+
+def _report_written(path: Path, note: Optional[str]) -> Path:
+    """Say when a report named NAME.html became pages; the file to open."""
+    if note:
+        err.print(f"note: {note}", style="yellow", highlight=False, soft_wrap=True)
+    return path
 
 
 def short_name(file: str, roots: list[Path], width: int) -> str:
@@ -452,6 +465,7 @@ def video(
     tail: Optional[Tail] = typer.Option(None, "--tail", help="p-value tail (two or upper); default: the model's."),
     max_gap: int = typer.Option(2, "--max-gap", min=0, help="Samples a face may be missing before its track ends."),
     save_faces: Optional[Path] = typer.Option(None, "--save-faces", help="Write each track's first, middle and worst face crop here."),
+    html_report: Optional[Path] = typer.Option(None, "--html", help=HTML_HELP + " Per track: faces, heat maps, scores over time."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     engine: Engine = typer.Option(Engine.auto, "--engine", help=ENGINE_HELP),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Faces scored per batch (default: 8 on CPU, 32 on CUDA)."),
@@ -475,14 +489,31 @@ def video(
     if resume and not outputs:
         _fail("--resume needs an output file (--csv or --tracks): the run's journal lives beside it", 2)
     _check_paths(paths)
+    target = None
+    if html_report is not None:
+        from .report import ReportTarget
+        from .video_report import VideoVisuals
+
+        target = ReportTarget(html_report, resume)  # each video's picks are written there when it is done
     det = _load(model, device, None, engine.value)
+    visuals = VideoVisuals(det.card.channels, target) if target is not None else None
+    written = list(outputs)
 
     def write(tables) -> None:
         for path, fmt in zip(outputs, formats):
             write_table(tables[0] if path is csv else tables[1], path, fmt)
+        if target is not None:
+            from .video_report import write_video_html
+
+            notes = [f"Track verdict: fake when min(1, 2 x median face p-value) <= {fpr:g}; face "
+                     + det.calibration.describe(fpr, config.tail) + ".",
+                     f"Model: {model or 'bundled demonstration model'}; fitted on {det.card.training.faces} real faces."]
+            written.append(_report_written(*write_video_html(*tables, target, "muflow video report", notes,
+                                                             det.calibration.cutoffs(fpr, config.tail))))
 
     frame_df, track_df = _journaled(outputs, lambda: video_settings(det, config, paths), resume,
-                                    lambda journal: scan_videos(paths, det, config, progress=not quiet, journal=journal), write, "videos")
+                                    lambda journal: scan_videos(paths, det, config, progress=not quiet, journal=journal,
+                                                                observer=visuals), write, "videos")
     if quiet:
         return
     t = Table(title="muflow video")
@@ -495,7 +526,7 @@ def video(
     err.print(t)
     err.print(f"track verdict: fake when min(1, 2 x median face p-value) <= {fpr:g}", highlight=False)
     _domain_warning(det, frame_df["p_value"].dropna().to_numpy(float), fpr, config.tail, model, "faces of the sampled frames: ")
-    for p in outputs:
+    for p in written:
         err.print(f"wrote {p}", highlight=False)
 
 
@@ -541,6 +572,11 @@ def evaluate_cmd(
     det = _load(model, device, None, engine.value)
     scores, metrics = evaluate(reals, fakes, det, perts, config, progress=not quiet)
     written = write_outputs(scores, metrics, det, config, output)
+    from .report import write_eval_index
+
+    notes = [det.calibration.describe(fpr, config.tail).replace("verdict: ", "Verdicts: ", 1) + ".",
+             f"Model: {model or 'bundled demonstration model'}; fitted on {det.card.training.faces} real faces."]
+    written.append(write_eval_index(output, metrics, written, notes))
     if quiet:
         return
     wide = out.width >= 150

@@ -1,8 +1,17 @@
-"""A self-contained HTML report of a scan: counts, every face with its thumbnail and heat map,
-and every image with its face boxes coloured by verdict.
+"""HTML reports of scans: counts, every face with its thumbnail and heat map, every file without
+a scored face with its status, and every image with its face boxes coloured by verdict.
 
-Images are embedded as small JPEG data URIs (no external assets, nothing fetched). Every string
-that comes from the file system or the table is HTML-escaped: file names are attacker-controlled.
+Reports stream. The scan's observer (:class:`ReportVisuals`) writes each chunk's pictures as
+JPEG files into a staging folder beside the report as soon as the chunk is scored, keeps one
+byte per table row (which pictures exist), and hands the journal only their file names; so
+memory does not grow with the scan, and a resumed scan finds the pictures of its finished
+chunks on disk. The report is assembled at the end from the table and the staging folder,
+one page at a time (:class:`ReportTarget` has the forms and the cut-over).
+
+Every string that comes from the file system or the table is HTML-escaped: file names are
+attacker-controlled. Every page carries a Content-Security-Policy that allows inline styles
+and images from the report itself (data URIs or files beside it) and nothing else: no script,
+no network.
 
 The heat map shows, per position of the aligned crop, the flow's residual energy |r(h, w)|^2 / 2
 per channel, averaged over the backbone layers (upsampled to the crop): where the face's features,
@@ -16,22 +25,48 @@ from __future__ import annotations
 
 import base64
 import html
+import math
+import os
+import shutil
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO, Any
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from .errors import UsageError
+
 THUMB = 112
 IMAGE_MAX = 480
 HEAT_MAX = 1.5
+JPEG_QUALITY = 85
 COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74)}  # RGB
 
+# One self-contained file while it stays light enough to open and to mail: at most this many
+# faces (table rows with pictures) and this many bytes of pictures (+33 % as base64). Past it
+# the report is pages, each light to render (docs/performance.md, "Reports").
+SINGLE_FILE_FACES = 1000
+SINGLE_FILE_BYTES = 20 * 2**20
+FACES_PER_PAGE = 200
+IMAGES_PER_PAGE = 50
+FILES_PER_PAGE = 1000  # text-only rows
+CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+MARKER = ".muflow-report"  # in a report folder: muflow may replace this folder
 
-def _jpeg_uri(rgb: np.ndarray, quality: int = 85) -> str:
+e = html.escape
+
+
+# -- pictures ---------------------------------------------------------------------------------
+def jpeg_bytes(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
 
 
 def heat_overlay(crop: np.ndarray, maps: list[np.ndarray], channels: list[int]) -> np.ndarray:
@@ -41,6 +76,10 @@ def heat_overlay(crop: np.ndarray, maps: list[np.ndarray], channels: list[int]) 
     level = np.clip(energy / HEAT_MAX * 255.0, 0, 255).astype(np.uint8)
     colour = cv2.applyColorMap(level, cv2.COLORMAP_JET)[..., ::-1]
     return cv2.addWeighted(crop, 0.5, colour, 0.5, 0)
+
+
+def thumb(rgb: np.ndarray) -> np.ndarray:
+    return cv2.resize(rgb, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
 
 
 def _marked(image: np.ndarray, boxes: list[tuple[np.ndarray, str]]) -> np.ndarray:
@@ -54,94 +93,392 @@ def _marked(image: np.ndarray, boxes: list[tuple[np.ndarray, str]]) -> np.ndarra
     return small
 
 
-def chunk_visuals(chunk, channels: list[int]) -> list[dict]:
-    """Per row of a scan chunk: ``thumb`` and ``heat`` (faces) and ``image`` (first row of a file) as data URIs."""
+# -- where a report goes -------------------------------------------------------------------------
+def _is_report_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and (path / MARKER).is_file()
+
+
+class ReportTarget:
+    """Where a report goes, and the staging folder its pictures and pages are written to first.
+
+    ``NAME.html`` (or ``.htm``): one self-contained file while the report is small (see
+    SINGLE_FILE_FACES); past that, ``NAME.html`` is the index and the pages and pictures live in
+    ``NAME_files/`` beside it (the browser's "save complete page" layout). Any other name: always
+    a folder ``NAME/`` with ``index.html``. The staging folder ``.NAME.muflow-parts`` sits beside
+    the report so that a rename finishes it; it survives a killed run for ``--resume``.
+    """
+
+    def __init__(self, path: Path, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.may_be_single = self.path.suffix.lower() in (".html", ".htm")
+        self.folder = self.path.with_name(self.path.stem + "_files") if self.may_be_single else self.path
+        if self.may_be_single and self.path.is_dir():
+            raise UsageError(f"{self.path} is a folder; give a file name ending in .html, or a folder name without it")
+        for p in (self.folder,):
+            if (p.exists() or p.is_symlink()) and not _is_report_folder(p):
+                raise UsageError(f"{p} exists and is not a muflow report folder; choose another name (muflow replaces only its own reports)")
+        self.staging = self.path.parent / f".{self.path.name}.muflow-parts"
+        if not resume and self.staging.exists():
+            shutil.rmtree(self.staging)
+        self.images = self.staging / "img"
+        self.images.mkdir(parents=True, exist_ok=True)
+
+    def write_picture(self, name: str, rgb: np.ndarray) -> str:
+        (self.images / name).write_bytes(jpeg_bytes(rgb))
+        return name
+
+    def has(self, name: str) -> bool:
+        return (self.images / name).is_file()
+
+    def picture_bytes(self, names: Iterable[str]) -> int:
+        return sum((self.images / n).stat().st_size for n in names)
+
+    def data_uri(self, name: str) -> str:
+        return "data:image/jpeg;base64," + base64.b64encode((self.images / name).read_bytes()).decode("ascii")
+
+    def finish_single(self, write: Callable[[IO[str]], None]) -> Path:
+        """Write the one-file report through ``write`` to a temporary name, rename it into place, drop the staging folder."""
+        from .tables import atomic_write
+
+        def run(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                write(fh)
+
+        atomic_write(self.path, run)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return self.path
+
+    def page_writer(self) -> Callable[[str, Callable[[IO[str]], None]], None]:
+        """``put(name, write)``: write one page of a folder report into the staging folder."""
+
+        def put(name: str, write: Callable[[IO[str]], None]) -> None:
+            with open(self.staging / name, "w", encoding="utf-8") as fh:
+                write(fh)
+
+        return put
+
+    def finish_folder(self, write_index: Callable[[IO[str], str], None]) -> Path:
+        """Rename the staging folder (pages written) into place, replacing an earlier muflow report;
+        for a ``.html`` name also write that file as the index, linking into the folder."""
+        from .tables import atomic_write
+
+        with open(self.staging / "index.html", "w", encoding="utf-8") as fh:
+            write_index(fh, "")
+        (self.staging / MARKER).write_text("written by muflow; muflow may replace this folder\n")
+        old = None
+        if self.folder.exists():
+            old = self.folder.with_name(f".{self.folder.name}.muflow-old-{os.getpid()}")
+            os.replace(self.folder, old)
+        os.replace(self.staging, self.folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        if not self.may_be_single:
+            return self.folder / "index.html"
+
+        def run(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                write_index(fh, urllib.parse.quote(self.folder.name) + "/")
+
+        atomic_write(self.path, run)
+        return self.path
+
+
+# -- page parts ---------------------------------------------------------------------------------
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#111}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px} .muted{color:#555;font-size:13px}
+.counts{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0} .count{border:1px solid #ddd;border-radius:6px;padding:8px 14px}
+.count b{display:block;font-size:20px} table{border-collapse:collapse;font-size:13px}
+td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:middle}
+tr.fake td{background:#fef2f2} .v-fake{color:#b91c1c;font-weight:600} .v-real{color:#15803d}
+.file{max-width:360px;word-break:break-all} .images{display:flex;flex-wrap:wrap;gap:14px}
+figure{margin:0;max-width:480px} figcaption{font-size:12px;word-break:break-all;color:#333}
+img.t{width:112px;height:112px} nav{margin:10px 0;font-size:14px} nav a{margin-right:8px}
+.toc li{margin:4px 0} .pages a{margin-right:6px;font-size:13px}
+.track{border:1px solid #e5e5e5;border-radius:6px;padding:8px 10px;margin:8px 0}
+.track.fake{border-color:#fca5a5;background:#fffafa} .picks{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-end}
+.picks figure{text-align:center} .video h2{word-break:break-all}
+"""
+
+
+def head(fh: IO[str], title: str) -> None:
+    fh.write("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+             f"<meta name='generator' content='muflow'><title>{e(title)}</title><style>{CSS}</style></head><body>\n")
+
+
+def header(fh: IO[str], title: str, counts: dict[str, int], notes: Sequence[str]) -> None:
+    fh.write(f"<h1>{e(title)}</h1><div class='muted'>{e(datetime.now(timezone.utc).isoformat(timespec='seconds'))}</div>\n")
+    fh.write("<div class='counts'>" + "".join(f"<div class='count'><b>{v}</b>{e(k.replace('_', ' '))}</div>" for k, v in counts.items()) + "</div>\n")
+    fh.write("".join(f"<p class='muted'>{e(n)}</p>" for n in notes) + "\n")
+
+
+def img(src: str | None, alt: str, cls: str = "t") -> str:
+    return "" if src is None else f"<img class='{cls}' alt='{e(alt)}' src='{e(src)}'>"
+
+
+@dataclass
+class Section:
+    """One list of a report (faces, files, images): its items, how many a page holds, how each is drawn."""
+
+    slug: str
+    title: str
+    items: Sequence[Any]
+    per_page: int
+    open: str  # before the items (table head)
+    row: Callable[[Any, Callable[[str], str | None]], str]  # (item, picture name -> src) -> HTML
+    close: str
+    group: Callable[[Any], tuple[Any, str]] | None = None  # item -> (key, heading written when the key changes)
+
+    def pages(self) -> int:
+        return (len(self.items) + self.per_page - 1) // self.per_page
+
+    def page_name(self, k: int) -> str:
+        return f"{self.slug}-{k + 1:03d}.html"
+
+    def write(self, fh: IO[str], src: Callable[[str], str | None], items: Sequence[Any] | None = None) -> None:
+        fh.write(self.open)
+        last = object()
+        for item in self.items if items is None else items:
+            if self.group is not None:
+                key, heading = self.group(item)
+                if key != last:
+                    fh.write(heading)
+                    last = key
+            fh.write(self.row(item, src))
+        fh.write(self.close)
+
+
+def write_report(target: ReportTarget, title: str, counts: dict[str, int], notes: Sequence[str], sections: list[Section],
+                 pictures: Callable[[], Iterator[str]], rows: int, footer: str = "") -> tuple[Path, str | None]:
+    """Assemble a report from its sections: one file (data URIs) when ``target`` allows it and the
+    report is small (``rows`` and the bytes of ``pictures()``), else index + pages. Returns the
+    path written and a note for the user when a ``.html`` name became pages."""
+    sections = [s for s in sections if len(s.items)]
+    single = target.may_be_single and rows <= SINGLE_FILE_FACES and target.picture_bytes(pictures()) <= SINGLE_FILE_BYTES
+    if single:
+
+        def whole(fh: IO[str]) -> None:
+            head(fh, title)
+            header(fh, title, counts, notes)
+            src = lambda name: target.data_uri(name) if target.has(name) else None  # noqa: E731
+            for s in sections:
+                fh.write(f"<h2>{e(s.title)}</h2>\n")
+                s.write(fh, src)
+            fh.write(footer + "</body></html>\n")
+
+        return target.finish_single(whole), None
+
+    put = target.page_writer()
+    src = lambda name: "img/" + urllib.parse.quote(name) if target.has(name) else None  # noqa: E731
+    for s in sections:
+        n = s.pages()
+        for k in range(n):
+            items = s.items[k * s.per_page : (k + 1) * s.per_page]
+
+            def page(fh: IO[str], s: Section = s, k: int = k, n: int = n, items: Sequence[Any] = items) -> None:
+                head(fh, f"{title}: {s.title} {k + 1}/{n}")
+                links = ["<a href='index.html'>index</a>"]
+                links.append(f"<a href='{s.page_name(k - 1)}'>previous</a>" if k > 0 else "")
+                links.append(f"<a href='{s.page_name(k + 1)}'>next</a>" if k + 1 < n else "")
+                fh.write(f"<nav>{''.join(links)}</nav><h1>{e(s.title)}</h1><div class='muted'>page {k + 1} of {n}: "
+                         f"{k * s.per_page + 1}–{k * s.per_page + len(items)} of {len(s.items)}</div>\n")
+                s.write(fh, src, items)
+                fh.write(f"<nav>{''.join(links)}</nav>{footer}</body></html>\n")
+
+            put(s.page_name(k), page)
+
+    def index(fh: IO[str], base: str) -> None:
+        head(fh, title)
+        header(fh, title, counts, notes)
+        fh.write("<ul class='toc'>")
+        for s in sections:
+            pages = " ".join(f"<a href='{base}{s.page_name(k)}'>{k * s.per_page + 1}–{min(len(s.items), (k + 1) * s.per_page)}</a>"
+                             for k in range(s.pages()))
+            fh.write(f"<li><b>{e(s.title)}</b> ({len(s.items)})<div class='pages'>{pages}</div></li>")
+        fh.write(f"</ul>{footer}</body></html>\n")
+
+    path = target.finish_folder(index)
+    note = None
+    if target.may_be_single:
+        note = (f"the report is too large for one file ({rows} faces; one file holds up to {SINGLE_FILE_FACES} and "
+                f"{SINGLE_FILE_BYTES >> 20} MiB of pictures): {target.path} is its index, its pages are in {target.folder}/")
+    return path, note
+
+
+# -- the scan report ----------------------------------------------------------------------------
+KINDS = ("thumb", "heat", "image")
+BITS = {k: 1 << i for i, k in enumerate(KINDS)}
+
+
+def picture_name(chunk: int, row: int, kind: str) -> str:
+    """A picture's file name: from the chunk and the row within it, so a resumed scan finds it again."""
+    return f"c{chunk:06d}-{row:04d}-{kind}.jpg"
+
+
+def chunk_pictures(chunk, channels: list[int], target: ReportTarget) -> list[dict[str, str]]:
+    """Write a scored chunk's pictures (thumbnail and heat map per face, marked-up image per file);
+    per row, the names written."""
     rows, crops, maps = chunk.rows, chunk.crops, chunk.maps
-    out: list[dict] = [{} for _ in rows]
+    out: list[dict[str, str]] = [{} for _ in rows]
     ptr = face = 0
+
+    def put(row: int, kind: str, rgb: np.ndarray) -> None:
+        out[row][kind] = target.write_picture(picture_name(chunk.index, row, kind), rgb)
+
     for res in chunk.files:
         n = len(res.faces) if res.status == "ok" else 1
         if res.status == "ok":
             boxes = []
             for k, f in enumerate(res.faces):
                 crop = crops[face]
-                thumb = cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-                heat = heat_overlay(crop, [m[face] for m in maps], channels)
-                out[ptr + k] = {"thumb": _jpeg_uri(thumb), "heat": _jpeg_uri(cv2.resize(heat, (THUMB, THUMB), interpolation=cv2.INTER_AREA))}
+                put(ptr + k, "thumb", thumb(crop))
+                put(ptr + k, "heat", thumb(heat_overlay(crop, [m[face] for m in maps], channels)))
                 boxes.append((f.box, rows[ptr + k].get("verdict", "")))
                 face += 1
-            out[ptr]["image"] = _jpeg_uri(_marked(res.image, boxes))
+            put(ptr, "image", _marked(res.image, boxes))
         elif res.image is not None:
-            out[ptr]["image"] = _jpeg_uri(_marked(res.image, []))
+            put(ptr, "image", _marked(res.image, []))
         ptr += n
     return out
 
 
 class ReportVisuals:
-    """A scan observer that keeps each row's report images (and journals them, so a resumed scan has them)."""
+    """A scan observer that writes each chunk's pictures to the report's staging folder as the chunk
+    finishes. It keeps one byte per row (which pictures exist) and returns the names to the journal,
+    so a resumed scan knows which pictures of its finished chunks are on disk."""
 
-    def __init__(self, channels: list[int]) -> None:
+    def __init__(self, channels: list[int], target: ReportTarget) -> None:
         self.channels = channels
-        self.rows: list[dict] = []
+        self.target = target
+        self.chunks: list[tuple[int, bytes]] = []  # (chunk index, a flags byte per row)
 
-    def __call__(self, chunk) -> list[dict]:
-        extras = chunk.extras if chunk.files is None else chunk_visuals(chunk, self.channels)
-        self.rows += extras or [{} for _ in chunk.rows]
-        return extras
+    def __call__(self, chunk) -> list[dict[str, str]] | None:
+        if chunk.files is None:  # from the journal: trust only pictures that are on disk under the expected name
+            kept = chunk.extras if isinstance(chunk.extras, list) and len(chunk.extras) == len(chunk.rows) else [{}] * len(chunk.rows)
+            names = [{k: n for k, n in (d.items() if isinstance(d, dict) else ())
+                      if k in BITS and n == picture_name(chunk.index, r, k) and self.target.has(n)} for r, d in enumerate(kept)]
+        else:
+            names = chunk_pictures(chunk, self.channels, self.target)
+        self.chunks.append((chunk.index, bytes(sum(BITS[k] for k in d) for d in names)))
+        return names if chunk.files is not None else None
+
+    def layout(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per table row: chunk index, row within the chunk, picture flags (all 0 if the rows do not match)."""
+        chunk = np.concatenate([np.full(len(f), c, np.int64) for c, f in self.chunks]) if self.chunks else np.zeros(0, np.int64)
+        within = np.concatenate([np.arange(len(f)) for _, f in self.chunks]) if self.chunks else np.zeros(0, np.int64)
+        flags = np.frombuffer(b"".join(f for _, f in self.chunks), np.uint8)
+        if len(flags) != rows:
+            return np.zeros(rows, np.int64), np.zeros(rows, np.int64), np.zeros(rows, np.uint8)
+        return chunk, within, flags
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#111}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px} .muted{color:#555;font-size:13px}
-.counts{display:flex;gap:12px;margin:12px 0} .count{border:1px solid #ddd;border-radius:6px;padding:8px 14px}
-.count b{display:block;font-size:20px} table{border-collapse:collapse;font-size:13px}
-td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:middle}
-tr.fake td{background:#fef2f2} .v-fake{color:#b91c1c;font-weight:600} .v-real{color:#15803d}
-.file{max-width:360px;word-break:break-all} .images{display:flex;flex-wrap:wrap;gap:14px}
-figure{margin:0;max-width:480px} figcaption{font-size:12px;word-break:break-all;color:#333}
-img.t{width:112px;height:112px}
-"""
+FOOTER = ("<p class='muted'>Boxes: red = fake, green = real; the number is the face index. Heat map: the flow's residual "
+          "energy per position (blue typical, red unusual for real faces); it is not a map of manipulated pixels.</p>")
+FACE_HEAD = ("<table><tr><th>face</th><th>heat map</th><th>file</th><th>#</th><th>box</th>"
+             "<th>score</th><th>p-value</th><th>verdict</th></tr>\n")
 
 
-def write_html(df: pd.DataFrame, visuals: list[dict], path: Path, title: str, notes: list[str]) -> None:
-    """Write the report for a scan table to ``path``, atomically; ``visuals``: per row, from :class:`ReportVisuals`."""
-    from .tables import atomic_write, summarize
+def write_html(df: pd.DataFrame, visuals: ReportVisuals | None, target: ReportTarget, title: str, notes: list[str]) -> tuple[Path, str | None]:
+    """Write the report of a scan table (its pictures written by ``visuals`` during the scan); see
+    :func:`write_report`. Pages are written one at a time: only the table is in memory."""
+    from .tables import summarize
 
-    e = html.escape
-    counts = summarize(df)
-    vis = visuals if len(visuals) == len(df) else [{}] * len(df)
-    faces = [(r, v) for (_, r), v in zip(df.iterrows(), vis) if r["status"] == "ok"]
-    faces.sort(key=lambda rv: (rv[0]["verdict"] != "fake", rv[0]["p_value"]))
-    out = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1><div class='muted'>{e(datetime.now(timezone.utc).isoformat(timespec='seconds'))}</div>",
-        "<div class='counts'>" + "".join(f"<div class='count'><b>{v}</b>{e(k.replace('_', ' '))}</div>" for k, v in counts.items()) + "</div>",
-        "".join(f"<p class='muted'>{e(n)}</p>" for n in notes),
-        "<h2>Faces, flagged first</h2><table><tr><th>face</th><th>heat map</th><th>file</th><th>#</th><th>box</th>"
-        "<th>score</th><th>p-value</th><th>verdict</th></tr>",
-    ]
-    for r, v in faces:
+    chunk, within, flags = visuals.layout(len(df)) if visuals is not None else (np.zeros(len(df), np.int64),) * 2 + (np.zeros(len(df), np.uint8),)
+    ok = (df["status"] == "ok").to_numpy()
+    fake = ok & (df["verdict"] == "fake").fillna(False).to_numpy(bool)
+    p = df["p_value"].astype(float).to_numpy()
+    flagged = np.flatnonzero(fake)[np.argsort(p[fake], kind="stable")]
+    rest = np.flatnonzero(ok & ~fake)[np.argsort(p[ok & ~fake], kind="stable")]
+    files = np.flatnonzero(~ok)
+    images = np.flatnonzero(flags & BITS["image"])
+
+    def name(i: int, kind: str) -> str | None:
+        return picture_name(int(chunk[i]), int(within[i]), kind) if flags[i] & BITS[kind] else None
+
+    def pic(src: Callable[[str], str | None], i: int, kind: str) -> str | None:
+        n = name(i, kind)
+        return src(n) if n is not None else None
+
+    def face_row(i: int, src: Callable[[str], str | None]) -> str:
+        r = df.iloc[int(i)]
         box = ", ".join(f"{r[c]:.0f}" for c in ("x1", "y1", "x2", "y2"))
         verdict = str(r["verdict"])
-        thumb = f"<img class='t' alt='face' src='{e(v['thumb'])}'>" if "thumb" in v else ""
-        heat = f"<img class='t' alt='heat map' src='{e(v['heat'])}'>" if "heat" in v else ""
-        out.append(
-            f"<tr class='{e(verdict)}'><td>{thumb}</td><td>{heat}</td><td class='file'>{e(str(r['file']))}</td>"
-            f"<td>{int(r['face'])}</td><td>{e(box)}</td><td>{r['score']:.4f}</td><td>{r['p_value']:.3f}</td>"
-            f"<td class='v-{e(verdict)}'>{e(verdict)}</td></tr>"
-        )
-    out.append("</table>")
-    others = [r for _, r in df.iterrows() if r["status"] != "ok"]
-    if others:
-        out.append("<h2>Files without a scored face</h2><table><tr><th>file</th><th>status</th><th>message</th></tr>")
-        out += [f"<tr><td class='file'>{e(str(r['file']))}</td><td>{e(str(r['status']))}</td><td>{e(str(r['message']))}</td></tr>" for r in others]
-        out.append("</table>")
-    out.append("<h2>Images</h2><div class='images'>")
-    for (_, r), v in zip(df.iterrows(), vis):
-        if "image" in v:
-            out.append(f"<figure><img alt='image' src='{e(v['image'])}' style='max-width:480px'><figcaption>{e(str(r['file']))}</figcaption></figure>")
-    out.append("</div><p class='muted'>Boxes: red = fake, green = real; the number is the face index. Heat map: the flow's residual "
-               "energy per position (blue typical, red unusual for real faces); it is not a map of manipulated pixels.</p></body></html>")
-    atomic_write(path, lambda p: Path(p).write_text("\n".join(out), encoding="utf-8"))
+        return (f"<tr class='{e(verdict)}'><td>{img(pic(src, i, 'thumb'), 'face')}</td><td>{img(pic(src, i, 'heat'), 'heat map')}</td>"
+                f"<td class='file'>{e(str(r['file']))}</td><td>{int(r['face'])}</td><td>{e(box)}</td><td>{r['score']:.4f}</td>"
+                f"<td>{r['p_value']:.3f}</td><td class='v-{e(verdict)}'>{e(verdict)}</td></tr>\n")
+
+    def file_row(i: int, src: Callable[[str], str | None]) -> str:
+        r = df.iloc[int(i)]
+        return f"<tr><td class='file'>{e(str(r['file']))}</td><td>{e(str(r['status']))}</td><td>{e(str(r['message']))}</td></tr>\n"
+
+    def image_row(i: int, src: Callable[[str], str | None]) -> str:
+        s = pic(src, i, "image")
+        if s is None:
+            return ""
+        return (f"<figure><img alt='image' src='{e(s)}' style='max-width:480px'>"
+                f"<figcaption>{e(str(df.iloc[int(i)]['file']))}</figcaption></figure>\n")
+
+    sections = [
+        Section("flagged", "Flagged faces", flagged, FACES_PER_PAGE, FACE_HEAD, face_row, "</table>\n"),
+        Section("files", "Files without a scored face", files, FILES_PER_PAGE,
+                "<table><tr><th>file</th><th>status</th><th>message</th></tr>\n", file_row, "</table>\n"),
+        Section("faces", "Other faces" if len(flagged) else "Faces", rest, FACES_PER_PAGE, FACE_HEAD, face_row, "</table>\n"),
+        Section("images", "Images", images, IMAGES_PER_PAGE, "<div class='images'>\n", image_row, "</div>\n"),
+    ]
+
+    def pictures() -> Iterator[str]:
+        for i in np.flatnonzero(flags):
+            for k in KINDS:
+                n = name(int(i), k)
+                if n is not None:
+                    yield n
+
+    return write_report(target, title, summarize(df), notes, sections, pictures, int(ok.sum()), FOOTER)
+
+
+# -- the eval index -----------------------------------------------------------------------------
+EVAL_COLUMNS = (("perturbation", "perturbation", "s"), ("fake_source", "fakes", "s"), ("n_real", "n real", "d"), ("n_fake", "n fake", "d"),
+                ("auc", "AUC", ".3f"), ("ap", "AP", ".3f"), ("eer", "EER", ".3f"), ("tpr_at_fpr_1", "TPR@1%", ".3f"),
+                ("tpr_at_fpr_5", "TPR@5%", ".3f"), ("tpr_at_threshold", "TPR@thr", ".3f"), ("fpr_at_threshold", "FPR@thr", ".3f"),
+                ("accuracy_at_threshold", "acc@thr", ".3f"), ("fakes_side", "fakes score", "s"))
+
+
+def _cell(m: dict, key: str, spec: str) -> str:
+    v = m.get(key)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    text = format(v, spec) if spec != "s" else str(v)
+    ci = m.get("ci95", {}).get(key)
+    return e(text + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))
+
+
+def write_eval_index(folder: Path, metrics: list[dict], files: list[Path], notes: list[str]) -> Path:
+    """``index.html`` in an eval output folder: the metrics as a table, links to every output, the plots inline."""
+    from .tables import atomic_write
+
+    folder = Path(folder)
+    title = "muflow eval"
+
+    def link(p: Path) -> str:
+        return f"<a href='{e(urllib.parse.quote(p.name))}'>{e(p.name)}</a>"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            head(fh, title)
+            fh.write(f"<h1>{title}</h1><div class='muted'>{e(datetime.now(timezone.utc).isoformat(timespec='seconds'))}</div>\n")
+            fh.write("".join(f"<p class='muted'>{e(n)}</p>" for n in notes))
+            fh.write("<h2>Metrics</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for _, h, _ in EVAL_COLUMNS) + "</tr>\n")
+            for m in metrics:
+                fh.write("<tr>" + "".join(f"<td>{_cell(m, k, spec)}</td>" for k, _, spec in EVAL_COLUMNS) + "</tr>\n")
+            fh.write("</table><p class='muted'>AUC, AP, EER and TPR at FPR 1 %/5 % rank faces by score (higher = fake), with "
+                     "bootstrap 95 % intervals; @thr: the model's own verdicts at its calibrated threshold.</p>\n")
+            fh.write("<h2>Files</h2><ul>" + "".join(f"<li>{link(p)}</li>" for p in files) + "</ul>\n<h2>Plots</h2><div class='images'>")
+            for p in files:
+                if p.suffix == ".png":
+                    fh.write(f"<figure><img alt='{e(p.stem)}' src='{e(urllib.parse.quote(p.name))}' style='max-width:640px'>"
+                             f"<figcaption>{e(p.name)}</figcaption></figure>\n")
+            fh.write("</div></body></html>\n")
+
+    atomic_write(folder / "index.html", write)
+    return folder / "index.html"

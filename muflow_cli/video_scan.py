@@ -2,6 +2,10 @@
 
 One video is one unit of work: its faces are scored in batches of ``batch_size`` in frame
 order, so a resumed scan (journal, as for images) reproduces the same numbers.
+
+Consumers (the HTML report) see the faces through a :class:`VideoObserver`: ``keep`` per scored
+batch (crops and residual maps; it returns something small per face) and a call per finished
+video; the scan does not know what they do with them.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -53,6 +58,25 @@ class VideoConfig:
             raise ConfigError(f"face detector must be one of {', '.join(DETECTORS)}")
 
 
+@dataclass
+class VideoDone:
+    """One video as the scan finished it, for an observer."""
+
+    index: int
+    video: str
+    result: dict  # {"frames": rows, "tracks": rows}
+    faces: list[Any] | None = None  # per face row, what the observer's ``keep`` returned; None when from the journal
+    extras: Any = None  # what the observer returned for this video on an earlier run (from the journal)
+
+
+class VideoObserver(Protocol):
+    def keep(self, crops: np.ndarray, maps: list[np.ndarray]) -> list[Any]:
+        """Per scored batch: (B, S, S, 3) crops and per layer (B, H, W) residual maps; one small item per face."""
+
+    def __call__(self, done: VideoDone) -> Any:
+        """Once per video (scanned or from the journal); returns JSON-serialisable data for the journal (or None)."""
+
+
 def iter_video_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Video files under ``paths`` (files.walk_files with the video suffixes)."""
     return walk_files(paths, VIDEO_SUFFIXES)
@@ -70,8 +94,10 @@ def scan_videos(
     config: VideoConfig = VideoConfig(),
     progress: bool = True,
     journal: ScanJournal | None = None,
+    observer: VideoObserver | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(frames table, tracks table) for every video under ``paths``."""
+    """(frames table, tracks table) for every video under ``paths``; ``observer`` sees each video's
+    faces as they are scored and each video once it is done (or restored from the journal)."""
     config.check()
     faces = model.card.face_detector.build(config.face_detector, config.det_threshold)
     videos = list(iter_video_files(paths))
@@ -82,22 +108,29 @@ def scan_videos(
         ids = [file_identity(path, shown)]
         kept = journal.lookup(index, ids) if journal is not None else None
         if kept is None:
-            done = scan_one_video(path, shown, faces, model, config)
+            kept_faces: list[Any] = []
+            done = scan_one_video(path, shown, faces, model, config, observer, kept_faces)
+            extras = observer(VideoDone(index, shown, done, kept_faces)) if observer is not None else None
+            del kept_faces
             if journal is not None:
-                journal.record(index, ids, done)
+                journal.record(index, ids, done, extras)
         else:
             done = kept[0]
+            if observer is not None:
+                observer(VideoDone(index, shown, done, extras=kept[1]))
         frame_rows += done["frames"]
         track_rows += done["tracks"]
     names = model.layer_names
     return (to_frame(frame_rows, names, VIDEO_FRAME_SCHEMA), to_frame(track_rows, [], TRACK_SCHEMA))
 
 
-def scan_one_video(path: Path, shown: str, faces: FaceDetector, model: DeepfakeModel, config: VideoConfig) -> dict:
-    """{"frames": rows, "tracks": rows} for one video; a bad video gives one status row in each."""
+def scan_one_video(path: Path, shown: str, faces: FaceDetector, model: DeepfakeModel, config: VideoConfig,
+                   observer: VideoObserver | None = None, kept: list[Any] | None = None) -> dict:
+    """{"frames": rows, "tracks": rows} for one video; a bad video gives one status row in each.
+    With an ``observer``, ``kept`` receives what its ``keep`` returned, one item per face row."""
     try:
         info, frames = sample_frames(path, None if config.frames else config.fps, config.frames)
-        rows, scores, layers, pngs, tracker, sampled = _detect_and_track(frames, faces, model, config)
+        rows, scores, layers, pngs, tracker, sampled = _detect_and_track(frames, faces, model, config, observer, kept)
     except VideoReadError as exc:
         return _status(shown, exc.status, exc.message)
     except Exception as exc:  # a decoder or detector failure on one file must not stop the others
@@ -128,9 +161,11 @@ def scan_one_video(path: Path, shown: str, faces: FaceDetector, model: DeepfakeM
     return {"frames": rows, "tracks": tracks}
 
 
-def _detect_and_track(frames, faces: FaceDetector, model: DeepfakeModel, config: VideoConfig):
+def _detect_and_track(frames, faces: FaceDetector, model: DeepfakeModel, config: VideoConfig,
+                      observer: VideoObserver | None = None, kept: list[Any] | None = None):
     """Detect, track and score the sampled frames' faces; crops are scored every ``batch_size``
-    faces (the same batches as scoring them all at once), so memory stays flat on long videos."""
+    faces (the same batches as scoring them all at once), so memory stays flat on long videos;
+    ``observer.keep`` sees each batch's crops and maps (its items go to ``kept``)."""
     tracker = Tracker(config.min_iou, config.max_gap)
     rows: list[dict] = []
     pending: list[np.ndarray] = []
@@ -142,7 +177,10 @@ def _detect_and_track(frames, faces: FaceDetector, model: DeepfakeModel, config:
     batch = config.batch_size or default_batch_size(model.device)
 
     def score(n: int) -> None:
-        out = model.score(np.stack(pending[:n]), batch_size=batch)
+        crops = np.stack(pending[:n])
+        out = model.score(crops, batch_size=batch, with_maps=observer is not None)
+        if observer is not None and kept is not None:
+            kept.extend(observer.keep(crops, out["maps"]))
         scores.append(out["score"])
         layers.append(out["layers"])
         del pending[:n]

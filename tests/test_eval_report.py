@@ -74,6 +74,9 @@ def test_eval_writes_metrics_scores_and_plots(labelled, small_model, tmp_path):
     assert m["fakes_side"] in {"higher", "lower"} and 0 <= m["fpr_at_threshold"] <= 1
     for name in ("scores.csv", "roc_none.png", "hist_none.png", "roc_jpeg_60.png", "hist_jpeg_60.png"):
         assert (out / name).stat().st_size > 0
+    index = (out / "index.html").read_text()  # links every output, shows the plots, CSP-locked
+    assert "default-src 'none'" in index and all(f"href='{n}'" in index for n in ("metrics.json", "scores.csv", "roc_none.png"))
+    assert "src='hist_jpeg_60.png'" in index and ">soft<" in index
     assert "AUC" in res.output and "soft" in res.output
 
 
