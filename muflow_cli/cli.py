@@ -417,14 +417,10 @@ def fit(
 
         write_fit_report(det, html_report, output.name, report.seconds)
         err.print(f"wrote {html_report}", highlight=False)
-    for w in report.warnings:
-        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    _warn(report.warnings)
     if quiet:
         return
-    t = Table(title=f"muflow fit → {output}", show_header=False)
-    t.add_column("what")
-    t.add_column("value", justify="right")
-    rows = [
+    _key_values(f"muflow fit → {output}", [
         ("image files", report.files),
         ("skipped", ", ".join(f"{k}: {v}" for k, v in report.skipped.items()) or "none"),
         ("faces", report.faces),
@@ -435,11 +431,23 @@ def fit(
         ("calibration mean score", f"{report.calibration_mean:.4f}"),
         ("feature cache", f"{report.cache['bytes'] / 2**20:.0f} MiB in {report.cache['where']}"),
         ("time", " ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())),
-    ]
+    ])
+    err.print(f"wrote {output}\nscan with it: muflow scan PHOTOS --model {output}", highlight=False)
+
+
+def _warn(warnings: list[str]) -> None:
+    for w in warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+
+
+def _key_values(title: str, rows: list[tuple[str, object]]) -> None:
+    """A two-column summary on stderr (fit, calibrate)."""
+    t = Table(title=title, show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
     for a, b in rows:
         t.add_row(a, str(b))
     err.print(t)
-    err.print(f"wrote {output}\nscan with it: muflow scan PHOTOS --model {output}", highlight=False)
 
 
 def default_output(first_input: Path) -> Path:
@@ -633,21 +641,17 @@ def calibrate(
     det = _load(model, device, None, engine.value)
     new, report = run_calibrate(paths, det, config, progress=not quiet)
     new.save(output)
-    for w in report.warnings:
-        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    _warn(report.warnings)
     if quiet:
         return
-    t = Table(title=f"muflow calibrate → {output}", show_header=False)
-    t.add_column("what")
-    t.add_column("value", justify="right")
     held = ("not measured (fewer groups than folds)" if report.heldout_fpr is None
             else f"{report.heldout_fpr:.3f} on {report.heldout_faces} faces (nominal {fpr:g})")
-    for a, b in [("image files", report.files), ("skipped", ", ".join(f"{k}: {v}" for k, v in report.skipped.items()) or "none"),
-                 ("calibration faces (before → now)", f"{report.previous_faces} → {report.faces}"),
-                 (f"{group_by.value}s", report.groups), ("smallest p-value", f"{report.min_p:.4f}"),
-                 ("held-out false-positive rate", held)]:
-        t.add_row(a, str(b))
-    err.print(t)
+    _key_values(f"muflow calibrate → {output}", [
+        ("image files", report.files), ("skipped", ", ".join(f"{k}: {v}" for k, v in report.skipped.items()) or "none"),
+        ("calibration faces (before → now)", f"{report.previous_faces} → {report.faces}"),
+        (f"{group_by.value}s", report.groups), ("smallest p-value", f"{report.min_p:.4f}"),
+        ("held-out false-positive rate", held),
+    ])
     err.print(f"scan with it: muflow scan PHOTOS --model {output}", highlight=False)
 
 
