@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import stat
 import uuid
 from collections.abc import Iterable, Iterator
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -46,7 +46,7 @@ import ray.data
 from .card import ModelCard
 from .deepfake_model import DeepfakeModel
 from .errors import MuflowError, UsageError
-from .faces import FileFaces, faces_in_file
+from .faces import Face, FileFaces, faces_in_file
 from .files import shown_path
 from .images import IMAGE_SUFFIXES, iter_image_files
 from .journal import ResumeError, file_identity, run_settings
@@ -285,6 +285,43 @@ _SCORED_SCHEMA = pa.schema([("part", pa.int64()), ("name", pa.string()), ("count
 _WRITTEN_SCHEMA = pa.schema([("part", pa.int64()), ("name", pa.string()), ("counts", pa.string())])
 
 
+def pack_faces(results: list[FileFaces]) -> bytes:
+    """A part's face-finding results as safetensors bytes: arrays for the faces, JSON for the rest.
+
+    Ray would pickle the objects between stages; muflow unpickles nothing, its own data included."""
+    from safetensors.numpy import save
+
+    faces = [f for r in results for f in (r.faces or [])]
+    size = results and next((f.crop.shape[0] for f in faces), 0) or 0
+    files = [{"path": str(r.path), "status": r.status, "message": r.message, "size": list(r.image_size) if r.image_size else None,
+              "faces": len(r.faces or [])} for r in results]
+    arrays = {
+        "crops": np.stack([f.crop for f in faces]) if faces else np.zeros((0, size, size, 3), np.uint8),
+        "boxes": np.array([f.box for f in faces], np.float64).reshape(-1, 4),
+        "landmarks": np.array([f.landmarks for f in faces], np.float64).reshape(-1, 5, 2),
+        "det_scores": np.array([f.det_score for f in faces], np.float64),
+        "scales": np.array([f.scale for f in faces], np.float64),
+    }
+    return save(arrays, metadata={"files": json.dumps(files)})
+
+
+def unpack_faces(blob: bytes) -> list[FileFaces]:
+    """The inverse of :func:`pack_faces`."""
+    from safetensors.numpy import load
+
+    arrays = load(blob)
+    header_len = int.from_bytes(blob[:8], "little")  # safetensors: an 8-byte length, then the JSON header
+    files = json.loads(json.loads(blob[8 : 8 + header_len])["__metadata__"]["files"])
+    out, k = [], 0
+    for f in files:
+        faces = [Face(arrays["boxes"][i], float(arrays["det_scores"][i]), arrays["landmarks"][i], arrays["crops"][i],
+                      float(arrays["scales"][i])) for i in range(k, k + f["faces"])]
+        k += f["faces"]
+        out.append(FileFaces(f["path"], f["status"], f["message"], faces if f["status"] == "ok" or faces else
+                             ([] if f["status"] == "no_face" else None), tuple(f["size"]) if f["size"] else None))
+    return out
+
+
 class FindFaces:
     """Stage 3 (an actor): decode, detect and align each part's files with one single-threaded detector.
     faces.faces_in_file does the work, so statuses and messages are the local scan's."""
@@ -299,7 +336,7 @@ class FindFaces:
         for row in batch.to_pylist():
             results = [self._one(os.fsdecode(p), n, d, e) for p, n, d, e in zip(row["paths"], row["shown"], row["data"], row["error"])]
             out.append({"part": row["part"], "name": row["name"], "paths": row["paths"], "shown": row["shown"], "identities": row["identities"],
-                        "faces": pickle.dumps(results, protocol=5)})
+                        "faces": pack_faces(results)})
         return pa.Table.from_pylist(out, schema=_FACES_SCHEMA)
 
     def _one(self, path: str, shown: str, data: bytes | None, error: str | None) -> FileFaces:
@@ -330,7 +367,7 @@ class ScoreParts:
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
         for row in batch.to_pylist():
-            results: list[FileFaces] = pickle.loads(row["faces"])
+            results = unpack_faces(row["faces"])
             chunk = score_chunk(row["part"], results, row["shown"], self.model, self.config)
             df = to_frame(chunk.rows, self.model.layer_names)
             counts = summarize(df)  # summed over the parts at the end

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -232,3 +233,19 @@ def test_uris_are_listed_and_read_through_pyarrow_fs(tmp_path, astronaut):
     finder.detector, finder.args = None, (128, 1.5, 0, None, False, None)
     res = finder._one(files[0][0], files[0][1], empty, None)
     assert (res.status, res.message) == ("unreadable", "empty file")
+
+
+def test_face_results_travel_between_stages_without_pickle(t1_path, face_detector):
+    """FindFaces hands ScoreParts safetensors bytes (muflow unpickles nothing, its own data included)."""
+    from muflow_cli.faces import FileFaces, faces_in_file
+    from muflow_cli.ray_scan import pack_faces, unpack_faces
+
+    results = [faces_in_file(t1_path, face_detector, 128, 1.5), FileFaces("x.jpg", "unreadable", "empty file"),
+               FileFaces("y.png", "no_face", "no face found", [], (10, 20))]
+    back = unpack_faces(pack_faces(results))
+    for a, b in zip(results, back):
+        assert (a.status, a.message, a.image_size, a.faces is None) == (b.status, b.message, b.image_size, b.faces is None)
+        for fa, fb in zip(a.faces or [], b.faces or []):
+            assert np.array_equal(fa.crop, fb.crop) and np.array_equal(fa.landmarks, fb.landmarks)
+            assert np.array_equal(fa.box, fb.box) and (fa.det_score, fa.scale) == (fb.det_score, fb.scale)
+    assert len(back[0].faces) == 6
