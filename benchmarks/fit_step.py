@@ -19,7 +19,9 @@ Variants (name: what changes against ``today``):
   weights; -lw: the layer-by-layer flow forward (normflows modules in turn) instead of the
   fused one; -t1: one intra-op thread; -nomkldnn: torch.backends.mkldnn off (im2col + GEMM);
   -get32: the cache converts to float32 first, then to channels_last (two copies; the fit
-  does one); -compile: torch.compile of the loss (inductor), compile time reported apart.
+  does one); -compile: torch.compile of the loss (inductor), compile time reported apart; -bf16: bfloat16
+  autocast of the forward (speed only: whether a bf16-trained model scores within tolerance is
+  benchmarks/fit_epochs.py's question, not this one's).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def parse(name: str) -> dict:
         name = "b16-lw"
     parts = name.split("-")
     return {"batch": int(parts[0][1:]), "cl": "cl" in parts, "layerwise": "lw" in parts, "threads": 1 if "t1" in parts else None,
-            "mkldnn": "nomkldnn" not in parts, "get32": "get32" in parts, "compile": "compile" in parts}
+            "mkldnn": "nomkldnn" not in parts, "get32": "get32" in parts, "compile": "compile" in parts,
+            "bf16": "bf16" in parts}
 
 
 def build(seed: int = 0) -> MuFlowModel:
@@ -89,6 +92,11 @@ def get(cache: FeatureCache, idx: np.ndarray, v: dict) -> list[torch.Tensor]:
     return cache.get(idx, torch.device("cpu"), torch.channels_last)
 
 
+def _bf16(loss, feats):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return loss(feats).float()
+
+
 class Runner:
     """One variant's model, optimiser and step, built once and reused every round."""
 
@@ -103,6 +111,9 @@ class Runner:
         self.opt = torch.optim.Adam(self.model.flows.parameters(), lr=1e-4, weight_decay=1e-5)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=10**6)
         self.loss = lambda feats: self.model(feats)["score"].mean()
+        if self.v["bf16"]:  # bf16 autocast of the flows' forward (backward follows it); the loss is summed in fp32
+            fp32_loss = self.loss
+            self.loss = lambda feats: _bf16(fp32_loss, feats)
         self.compile_s = 0.0
         if self.v["compile"]:
             self.loss = torch.compile(self.loss)
@@ -192,7 +203,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     for n in variants:
         v, rate = parse(n), statistics.median(rates[n])
-        extra = ", ".join(k for k in ("t1", "nomkldnn", "get32", "compile") if k in n.split("-"))
+        extra = ", ".join(k for k in ("t1", "nomkldnn", "get32", "compile", "bf16") if k in n.split("-"))
         print(f"| {n} | {v['batch']} | {'yes' if v['cl'] else 'no'} | {'layer by layer' if v['layerwise'] else 'fused'}"
               f"{' (' + extra + ')' if extra else ''} | {rate:.1f} | {rate * gflop:.0f} | {100 * rate * gflop / peak:.0f} % | "
               f"{statistics.median(ratios[n]):.2f}x |")

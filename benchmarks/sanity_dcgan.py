@@ -45,6 +45,16 @@ def main() -> int:
         p_other = det.calibration.p_values(other_s, tail)
         print(f"tail={tail}: DCGAN flagged at fpr 0.05: {np.mean(p_fake <= 0.05):.3f}; "
               f"other-source reals flagged: {np.mean(p_other <= 0.05):.3f}")
+    ok = other[other.status == "ok"].copy()
+    ok["source"] = [Path(f).parent.name for f in ok["file"]]
+    ok["flagged"] = ok["verdict"] == "fake"
+    print("other-source reals by source (model's own tail, fpr 0.05):")
+    print(ok.groupby("source").agg(faces=("flagged", "size"), flagged=("flagged", "sum"), median_p=("p_value", "median")).to_string())
+    at_min = np.isclose(ok["p_value"].to_numpy(float), det.calibration.min_p()).sum()
+    check = det.calibration.domain_check(ok["p_value"].to_numpy(float), 0.05)
+    print(f"calibration faces {len(cal)}, smallest p-value {det.calibration.min_p():.4f}; other-source faces at it: "
+          f"{at_min} of {len(ok)}; distinct p-values among them: {ok['p_value'].nunique()}; "
+          f"domain check: {'fires' if check.mismatch else 'silent'}")
     return 0
 
 

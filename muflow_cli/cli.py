@@ -281,6 +281,7 @@ def _ray_scan(paths: list[str], listed: list[str], where: str, out: Optional[str
     rule = det.calibration.describe(config.fpr, config.tail)
     err.print(f"{result.parts} parts ({result.parts_done_before} kept from an earlier run); {result.plan.describe()}", highlight=False)
     _summary(result.counts, rule, [Path(out)])
+    _domain_warning(det, ray_scan.read_p_values(out), config.fpr, config.tail, model)
 
 
 def _domain_warning(det, p_values, fpr: float, tail: Optional[str], model: Optional[Path], what: str = "") -> None:

@@ -235,6 +235,15 @@ def inspect_output(out: str, parts: list[Part], settings: str, resume: bool) -> 
     return state
 
 
+def read_p_values(out: str) -> np.ndarray:
+    """The p-values of every face in the finished output (one column read, on the driver: 8 bytes a face),
+    for the domain check a local scan makes on its table."""
+    fs, root = filesystem(out)
+    table = pq.read_table(root, columns=["p_value"], filesystem=fs)
+    p = table.column("p_value").to_numpy(zero_copy_only=False).astype(float)
+    return p[~np.isnan(p)]
+
+
 # -- the stages (each runs in Ray workers) ------------------------------------------------------
 
 

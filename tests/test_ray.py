@@ -86,6 +86,8 @@ def test_cli_ray_table_equals_the_local_scan(cluster, photos, small_model, model
     ray_df = pd.read_parquet(out)
     assert_same_table(ray_df, local_table([photos], model, tmp_path))
     assert set(ray_df.loc[ray_df["file"].str.endswith("empty.jpg"), "message"]) == {"empty file"}
+    # the domain check reads the p-values back from the parts: the same faces as the table
+    np.testing.assert_array_equal(np.sort(ray_scan.read_p_values(str(out))), np.sort(ray_df["p_value"].dropna().to_numpy(float)))
 
 
 def test_bad_input_corpus_gives_the_local_statuses(cluster, astronaut, small_model, model, tmp_path):
