@@ -380,7 +380,7 @@ def fit(
     from .bundle import check_output
     from .fit import FitConfig
     from .fit import fit as run_fit
-    from .model import FlowConfig
+    from .card import FlowConfig
 
     config = FitConfig(
         crop_size=crop_size, face_detector=_face_detector(face_detector, old_detector) or "scrfd", backbone=backbone,
