@@ -60,7 +60,7 @@ def card_digest(card: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(card, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
-def write_bundle(path: Path, card: ModelCard, tensors: dict[str, "torch.Tensor"]) -> str:
+def write_bundle(path: Path, card: ModelCard, tensors: dict[str, torch.Tensor]) -> str:
     """Write ``card`` and ``tensors`` atomically to the folder ``path``; returns the tensor file's sha256."""
     from safetensors.torch import save_file
 

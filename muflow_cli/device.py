@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from .errors import MuflowError
 
@@ -41,7 +41,7 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def device_name(device: Union[str, "torch.device"] = "auto") -> str:
+def device_name(device: str | torch.device = "auto") -> str:
     """The device ``pick_device`` would choose, as text (``cpu``, ``cuda``, ``cuda:1``); torch is
     imported only to check a device other than the CPU."""
     if not isinstance(device, str):
@@ -51,7 +51,7 @@ def device_name(device: Union[str, "torch.device"] = "auto") -> str:
     return str(pick_device(device))
 
 
-def pick_device(device: Union[str, "torch.device"] = "auto") -> "torch.device":
+def pick_device(device: str | torch.device = "auto") -> torch.device:
     """``auto``: CUDA when torch sees one, else the CPU; ``cpu``/``cuda[:N]`` as named."""
     import torch
 
@@ -67,12 +67,12 @@ def pick_device(device: Union[str, "torch.device"] = "auto") -> "torch.device":
         raise DeviceError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from exc
 
 
-def device_type(device: Union[str, "torch.device"]) -> str:
+def device_type(device: str | torch.device) -> str:
     """``cpu`` or ``cuda`` (the kind, without an index) of a device or its name."""
     return str(getattr(device, "type", device)).split(":")[0]
 
 
-def default_batch_size(device: Union[str, "torch.device"]) -> int:
+def default_batch_size(device: str | torch.device) -> int:
     """Faces scored per batch when the user does not say.
 
     Measured on a 2-core CPU (benchmarks/scoring.py): batch 8 is the fastest or within noise of it

@@ -32,7 +32,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,7 +55,7 @@ PROBE_KIND = "sinusoid-rgb-noise/seed0/n3"  # what probe_crops draws; stored wit
 # The torch side, built on first need: () -> (backbone, flows).
 Parts = Callable[[], "tuple[FeatureExtractor, MuFlowModel]"]
 # A cache entry read (and checked) already: (fields, graph, probe).
-CachedGraph = tuple[dict, bytes, Union[dict, None]]
+CachedGraph = tuple[dict, bytes, dict | None]
 
 
 class EngineError(MuflowError):

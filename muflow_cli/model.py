@@ -14,7 +14,7 @@ from .target import GaussianTarget
 class MuFlowModel(nn.Module):
     """Layer-normalised feature maps -> per-layer NLL (nats/dim) and the total score."""
 
-    def __init__(self, channels: list[int], config: FlowConfig = FlowConfig()) -> None:
+    def __init__(self, channels: list[int], config: FlowConfig = FlowConfig()) -> None:  # noqa: B008 (frozen)
         super().__init__()
         self.config = config
         self.flows = nn.ModuleList(
