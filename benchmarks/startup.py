@@ -7,15 +7,17 @@ Runs ``muflow scan IMAGE --csv out.csv -q`` in fresh subprocesses, three ways, i
 
 * today: ``MUFLOW_GRAPH_CACHE=0``, the ONNX scoring graph is exported in memory (muflow before the cache);
 * cold: an empty ``MUFLOW_CACHE_DIR``: exported, then written to the cache;
-* warm: the cache holds the graph: read, checked (sha256, probe against torch), no export;
+* warm: the cache holds the graph: read, checked (sha256, probe against the torch scores stored with it),
+  no export, no torch import;
 * with ``--reference DIR``, also another checkout of muflow (say, the commit before the cache), run
   with ``PYTHONPATH=DIR``.
 
 Prints each way's median wall time, warm / today (issue #14's target: <= 25 %), and checks that
 the three CSVs are byte-identical. Then, once per way, the same steps timed inside one process
 (``--phases``): imports (what the command imports before it loads a model), timm's import (done by
-the model load; it pulls in torchvision and torch._dynamo), model load, engine build, face detection
-(detector set-up included), scoring. Default image: insightface's ``data/images/t1.jpg`` (6 faces).
+the model load when it builds the backbone, never on the warm way; it pulls in torch, torchvision and
+torch._dynamo), model load, engine build, face detection (detector set-up included), scoring; and
+whether the process imported torch at all. Default image: insightface's ``data/images/t1.jpg`` (6 faces).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def timed_scan(image: Path, out: Path, env: dict[str, str]) -> tuple[float, floa
     return wall, (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
 
 
-def phases(image: Path) -> dict[str, float]:
+def phases(image: Path, way: str) -> dict[str, float]:
     """The scan's steps, timed in this (fresh) process, the way `muflow scan` runs them."""
     t = [time.perf_counter()]
     import numpy as np
@@ -83,7 +85,8 @@ def phases(image: Path) -> dict[str, float]:
     from muflow_cli.scan import ScanConfig  # noqa: F401
 
     t.append(time.perf_counter())
-    import timm  # noqa: F401  (imported by the model load)
+    if way != "warm":
+        import timm  # noqa: F401  (imported by the model load when it builds the backbone)
 
     t.append(time.perf_counter())
     det = DeepfakeModel.load()
@@ -91,13 +94,14 @@ def phases(image: Path) -> dict[str, float]:
     engine = det.engine
     engine.set_spinning(False)
     t.append(time.perf_counter())
-    found = faces_in_file(image, det.face_detector(threads=1), det.crop_size, det.context)
+    found = faces_in_file(image, det.card.face_detector.build(threads=1), det.crop_size, det.context)
     t.append(time.perf_counter())
     scores = det.score(np.stack([f.crop for f in found.faces]), batch_size=8)["score"]
-    det.p_values(scores)
+    det.calibration.p_values(scores)
     t.append(time.perf_counter())
     out = {name: b - a for name, a, b in zip(PHASES, t, t[1:])}
     out["graph from"] = engine.source if engine.name == "onnx" else engine.name
+    out["torch"] = "torch" in sys.modules
     return out
 
 
@@ -107,10 +111,11 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--reference", type=Path, default=None, help="another muflow checkout to time as well (PYTHONPATH)")
     ap.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)  # internal: time the steps in this process
+    ap.add_argument("--way", default="today", choices=WAYS, help=argparse.SUPPRESS)  # internal: which way --phases times
     args = ap.parse_args()
     image = args.image or default_image()
     if args.phases:
-        print(json.dumps(phases(image)))
+        print(json.dumps(phases(image, args.way)))
         return 0
 
     ways = WAYS + (("reference",) if args.reference else ())
@@ -130,7 +135,7 @@ def main() -> int:
 
         split: dict[str, dict] = {}
         for way in WAYS:
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--phases", "--image", str(image)],
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--phases", "--way", way, "--image", str(image)],
                                   env=env_for(way, work, args.reps), check=True, capture_output=True, text=True, cwd=work)
             split[way] = json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -147,9 +152,10 @@ def main() -> int:
         print(f"  warm / reference = {med['warm'] / med['reference']:.0%} wall, {med_cpu['warm'] / med_cpu['reference']:.0%} CPU")
     print(f"  CSV tables of all ways byte-identical: {identical}")
     print("time split inside one process (s):")
-    print(f"  {'':>5}  " + "  ".join(f"{n:>12}" for n in PHASES) + "  graph from")
+    print(f"  {'':>5}  " + "  ".join(f"{n:>12}" for n in PHASES) + "  graph from  torch imported")
     for way in WAYS:
-        print(f"  {way:>5}  " + "  ".join(f"{split[way][n]:12.2f}" for n in PHASES) + f"  {split[way]['graph from']}")
+        print(f"  {way:>5}  " + "  ".join(f"{split[way][n]:12.2f}" for n in PHASES)
+              + f"  {split[way]['graph from']:>10}  {'yes' if split[way]['torch'] else 'no'}")
     return 0 if identical else 1
 
 

@@ -15,14 +15,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .version import __version__
 from .card import FORMAT_VERSION, ModelCard
 from .errors import MuflowError
 from .weights import sha256_file, weights_dir
+
+if TYPE_CHECKING:
+    import torch
 
 CARD = "card.json"
 TENSORS = "model.safetensors"
@@ -90,10 +91,16 @@ def write_bundle(path: Path, card: ModelCard, tensors: dict[str, torch.Tensor]) 
     return sha
 
 
-def read_bundle(path: Path) -> tuple[ModelCard, dict[str, torch.Tensor], str]:
-    """(card, tensors, tensor sha256) of a verified bundle; raises :class:`ModelError` otherwise."""
+def read_bundle(path: Path, framework: str = "pt") -> tuple[ModelCard, dict[str, Any], str]:
+    """(card, tensors, tensor sha256) of a verified bundle; raises :class:`ModelError` otherwise.
+
+    ``framework``: ``pt`` for torch tensors, ``np`` for numpy arrays (read without importing torch)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
+
+    if framework == "np":
+        from safetensors.numpy import load_file
+    else:
+        from safetensors.torch import load_file
 
     path = Path(path)
     card_path = path / CARD
@@ -118,7 +125,7 @@ def read_bundle(path: Path) -> tuple[ModelCard, dict[str, torch.Tensor], str]:
             f"{tensor_path} has sha256 {actual} but its card says {doc['tensors']['sha256']}: "
             "the model was damaged or tampered with; refusing to load it"
         )
-    with safe_open(str(tensor_path), framework="pt") as fh:
+    with safe_open(str(tensor_path), framework="np") as fh:  # the metadata only
         vouched = (fh.metadata() or {}).get("card_sha256")
     if vouched != card_digest({k: v for k, v in doc.items() if k != "tensors"}):
         raise ModelError(f"{card_path} does not match the card its tensors were saved with: it was edited or damaged; refusing to load it")

@@ -4,6 +4,9 @@ It says everything needed to rebuild the pipeline — backbone (with its input s
 layers, crop, face detector, flow — and what the model was fitted and calibrated on. Every
 field is read by muflow; nothing is edited after the card exists (``dataclasses.replace``
 makes a new one). ``from_dict`` reads format 1 (muflow 0.1 before the card was typed) and 2.
+
+Plain data only: reading a card never imports torch (the flows are built from ``FlowConfig``
+in model.py, when they are needed).
 """
 
 from __future__ import annotations
@@ -11,9 +14,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .model import FlowConfig
-
 FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """The flows' shape: coupling steps per layer, subnet width, kernels, log-scale clamp (model.py builds them)."""
+
+    steps: int = 8
+    hidden_ratio: float = 1.0
+    conv3x3_only: bool = False
+    clamp: float = 2.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -379,9 +379,9 @@ def fit(
 ) -> None:
     """Fit a detector on a folder of real faces."""
     from .bundle import check_output
+    from .card import FlowConfig
     from .fit import FitConfig
     from .fit import fit as run_fit
-    from .model import FlowConfig
 
     config = FitConfig(
         crop_size=crop_size, face_detector=_face_detector(face_detector, old_detector) or "scrfd", backbone=backbone,

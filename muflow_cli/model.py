@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
+from .card import FlowConfig  # re-exported: the card holds the flows' configuration, torch-free
 from .flow import FastFlow
 from .score import layer_nll, residual_map
 from .target import GaussianTarget
 
 
-@dataclass(frozen=True)
-class FlowConfig:
-    steps: int = 8
-    hidden_ratio: float = 1.0
-    conv3x3_only: bool = False
-    clamp: float = 2.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 class MuFlowModel(nn.Module):
     """Layer-normalised feature maps -> per-layer NLL (nats/dim) and the total score."""
 
-    def __init__(self, channels: list[int], config: FlowConfig = FlowConfig()) -> None:
+    def __init__(self, channels: list[int], config: FlowConfig = FlowConfig()) -> None:  # noqa: B008 (frozen)
         super().__init__()
         self.config = config
         self.flows = nn.ModuleList(

@@ -186,7 +186,7 @@ def score_chunk(index: int, results: list[FileFaces], shown: list[str], model: D
             rows.append(_file_row(res, name))
     chunk = ScanChunk(index, rows, results, crops)
     if crops:
-        batch = config.batch_size or default_batch_size(model.device)
+        batch = config.batch_size or default_batch_size(model.device_type)
         out = model.score(np.stack(crops), batch_size=batch, with_maps=config.visuals)
         pvals = model.calibration.p_values(out["score"], config.tail)
         names = layer_columns(model.layer_names)

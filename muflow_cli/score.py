@@ -18,12 +18,16 @@ two-sided p = min(1, 2 min(upper, lower)). On exchangeable reals P(p <= alpha) <
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .choices import TAILS  # re-exported
-from .target import GaussianTarget
+
+if TYPE_CHECKING:  # the NLL works on torch tensors; the p-values (all a scan needs here) on numpy alone
+    import torch
+
+    from .target import GaussianTarget
 
 
 def layer_nll(z: torch.Tensor, log_det: torch.Tensor, target: GaussianTarget) -> torch.Tensor:

@@ -174,7 +174,7 @@ def _detect_and_track(frames, faces: FaceDetector, model: DeepfakeModel, config:
     pngs: list[bytes] = []
     sampled = 0
 
-    batch = config.batch_size or default_batch_size(model.device)
+    batch = config.batch_size or default_batch_size(model.device_type)
 
     def score(n: int) -> None:
         crops = np.stack(pending[:n])

@@ -64,3 +64,19 @@ def test_one_place_chooses_the_tail_and_one_turns_a_p_value_into_a_verdict():
 
     assert _where(tail_fallback) == ["calibration.py"]
     assert _where(verdict_rule) == ["calibration.py"]
+
+
+def test_the_scan_path_imports_no_torch():
+    """What a CPU scan with a cached graph imports (the card, the model's loader, the ONNX engine, the scan,
+    tables, the CLI) loads no torch, timm or normflows: they cost seconds of a one-image scan."""
+    import os
+    import subprocess
+    import sys
+
+    modules = ["card", "calibration", "files", "tables", "scan", "deepfake_model", "engine", "graphcache", "bundle",
+               "device", "score", "faces", "cli"]
+    code = "import sys\n" + "".join(f"import muflow_cli.{m}\n" for m in modules) + \
+        "print(sorted(m for m in ('torch', 'timm', 'normflows', 'torchvision') if m in sys.modules))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.strip() == "[]", out.stdout

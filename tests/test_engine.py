@@ -136,12 +136,14 @@ def exported_graph(default_detector) -> bytes:
 
 
 def _build(det, cache_key):
-    return create_engine("onnx", det.backbone, det.model, torch.device("cpu"), det.crop_size, cache_key=cache_key)
+    """The ONNX engine built with the torch model at hand (a cached graph is checked against it)."""
+    return create_engine("onnx", det.backbone, det.model, torch.device("cpu"), det.crop_size, cache_key=cache_key,
+                         backbone_key=det.backbone_sha256)
 
 
 def _entry(det) -> tuple[GraphCache, dict, Path, Path]:
     cache = GraphCache.default()
-    fields = GraphCache.fields(det.tensors_sha256, det.crop_size, OPSET)
+    fields = GraphCache.fields(det.tensors_sha256, det.crop_size, OPSET, det.backbone_sha256)
     return (cache, fields, *cache.paths(fields))
 
 
@@ -201,7 +203,7 @@ def test_graph_cache_entry_that_fails_the_probe_is_replaced(default_detector, ex
 def test_graph_cache_checks_every_entry(tmp_path):
     """Unit test of the cache alone: truncated, corrupt, stale, half-written entries are deleted, never returned."""
     cache = GraphCache(tmp_path)
-    fields = {"format": 1, "model_sha256": "ab" * 32, "crop_size": 256, "opset": OPSET, "torch": "t", "onnxruntime": "o", "muflow": "m"}
+    fields = {"format": 2, "model_sha256": "ab" * 32, "backbone_sha256": None, "crop_size": 256, "opset": OPSET, "torch": "t", "onnxruntime": "o", "muflow": "m"}
     graph_file, sidecar = cache.paths(fields)
     assert cache.load(fields) is None  # nothing there
     payload = bytes(range(256)) * 64
@@ -218,6 +220,10 @@ def test_graph_cache_checks_every_entry(tmp_path):
     assert damaged(lambda: sidecar.write_text("{not json"))
     assert damaged(lambda: sidecar.unlink())  # a graph without its sidecar (a writer killed in between)
     assert damaged(lambda: graph_file.unlink())
+    probe = {"kind": "k", "crops_sha256": "cd" * 32, "layers": [[0.5, 1.25]]}
+    assert cache.store(fields, payload, probe) and cache.load_entry(fields) == (payload, probe)
+    sidecar.write_text(sidecar.read_text().replace("1.25", "1.5"))  # the stored probe scores, edited
+    assert cache.load_entry(fields) is None and not graph_file.exists() and not sidecar.exists()
     assert not list(tmp_path.rglob("*.part"))  # no temporary files left behind
     readonly = GraphCache(tmp_path / "file")
     (tmp_path / "file").write_text("not a folder")
@@ -230,3 +236,110 @@ def test_graph_cache_switch(monkeypatch, tmp_path):
     for off in ("0", "false", "off"):
         monkeypatch.setenv("MUFLOW_GRAPH_CACHE", off)
         assert GraphCache.default() is None
+
+
+# -- the warm start: a cached graph scores without torch --------------------------------
+
+
+def _probe_edited(sidecar: Path, edit, rehash: bool = True) -> None:
+    """Apply ``edit`` to the sidecar's stored probe; ``rehash``: keep its own sha256 consistent (a sidecar
+    that is intact, yet holds wrong reference scores), else leave the old digest (a damaged sidecar)."""
+    from muflow_cli.graphcache import _meta_digest
+
+    meta = json.loads(sidecar.read_text())
+    edit(meta["probe"])
+    if rehash:
+        meta["meta_sha256"] = _meta_digest(meta)
+    sidecar.write_text(json.dumps(meta))
+
+
+def test_a_cached_graph_loads_without_building_torch_parts_and_scores_alike(real_crops, tmp_path, monkeypatch):
+    monkeypatch.setenv("MUFLOW_CACHE_DIR", str(tmp_path))
+    cold = DeepfakeModel.load()
+    assert cold._parts.built  # nothing cached: built at load, as before the cache
+    assert cold.engine.source == "export"
+    _, _, _, sidecar = _entry(cold)
+    probe = json.loads(sidecar.read_text())["probe"]
+    assert probe["kind"] == "sinusoid-rgb-noise/seed0/n3" and len(probe["layers"]) == 3
+    warm = DeepfakeModel.load()
+    assert not warm._parts.built and warm.backbone_sha256 == cold.backbone_sha256
+    assert warm.engine.source == "cache" and not warm._parts.built  # checked against the stored probe scores
+    np.testing.assert_array_equal(warm.score(real_crops)["layers"], cold.score(real_crops)["layers"])
+    assert warm.model is not None and warm._parts.built  # the torch side is still there on demand
+    torch_warm = DeepfakeModel.load().use_engine("torch")
+    assert isinstance(torch_warm.engine, TorchEngine)
+    assert max_relative_gap(torch_warm.score(real_crops)["layers"], warm.score(real_crops)["layers"]) <= TOLERANCE
+
+
+def test_a_cached_graph_with_wrong_stored_probe_scores_is_exported_again(tmp_path, monkeypatch):
+    """An intact sidecar whose reference scores disagree with the graph: never trusted, rebuilt with torch."""
+    monkeypatch.setenv("MUFLOW_CACHE_DIR", str(tmp_path))
+    assert DeepfakeModel.load().engine.source == "export"
+    _, _, graph_file, sidecar = _entry(DeepfakeModel.load())
+    good = json.loads(sidecar.read_text())["probe"]["layers"]
+
+    def shift(probe):
+        probe["layers"][1][0] += 0.01
+
+    _probe_edited(sidecar, shift)
+    det = DeepfakeModel.load()
+    assert not det._parts.built  # the entry is intact: its check comes with the engine
+    assert det.engine.source == "export" and det._parts.built
+    assert json.loads(sidecar.read_text())["probe"]["layers"] == good and graph_file.is_file()  # written anew
+    assert DeepfakeModel.load().engine.source == "cache"
+
+
+def test_a_damaged_or_probe_less_sidecar_means_torch_at_load(tmp_path, monkeypatch, default_detector):
+    monkeypatch.setenv("MUFLOW_CACHE_DIR", str(tmp_path))
+    assert DeepfakeModel.load().engine.source == "export"
+    cache, fields, graph_file, sidecar = _entry(DeepfakeModel.load())
+
+    def shift(probe):
+        probe["layers"][0][0] += 1.0
+
+    _probe_edited(sidecar, shift, rehash=False)  # a sidecar that no longer matches its own sha256
+    det = DeepfakeModel.load()
+    assert det._parts.built and not sidecar.exists() and not graph_file.exists()  # deleted at once
+    assert det.engine.source == "export" and sidecar.exists()
+    for edit in (lambda p: p.update(crops_sha256="0" * 64), lambda p: p.update(kind="other"), lambda p: p.pop("layers")):
+        _probe_edited(sidecar, edit)  # intact, but for other probe crops, or without scores
+        det = DeepfakeModel.load()
+        assert det._parts.built and not sidecar.exists()
+        assert det.engine.source == "export"
+    graph = graph_file.read_bytes()
+    assert cache.store(fields, graph)  # an entry without any probe (as a format-1 entry had)
+    assert DeepfakeModel.load()._parts.built
+    # With the torch model at hand, such an entry is checked against it, as before.
+    assert cache.store(fields, graph)
+    assert _build(default_detector, fields["model_sha256"]).source == "cache"
+
+
+def test_a_warm_scan_does_not_import_torch(tmp_path, t1_path):
+    """The whole `muflow scan` command in a fresh process, after another filled the cache: no torch, no timm,
+    and the same table as the process that exported the graph."""
+    import os
+    import subprocess
+    import sys
+
+    import muflow_cli
+
+    code = (
+        "import sys\n"
+        "from muflow_cli.cli import app\n"
+        "try:\n"
+        "    app(sys.argv[1:], standalone_mode=False)\n"
+        "finally:\n"
+        "    print('torch' in sys.modules, 'timm' in sys.modules, 'normflows' in sys.modules)\n"
+    )
+    env = {**os.environ, "MUFLOW_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(Path(muflow_cli.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    env.pop("MUFLOW_GRAPH_CACHE", None)
+    imported = []
+    for name in ("cold", "warm"):
+        proc = subprocess.run([sys.executable, "-c", code, "scan", str(t1_path), "--csv", str(tmp_path / f"{name}.csv"), "-q"],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stderr
+        imported.append(proc.stdout.split())
+    assert imported == [["True", "True", "True"], ["False", "False", "False"]]
+    assert (tmp_path / "warm.csv").read_bytes() == (tmp_path / "cold.csv").read_bytes()
+    assert len((tmp_path / "warm.csv").read_text().splitlines()) == 7  # the header and six faces
