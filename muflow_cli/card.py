@@ -105,6 +105,7 @@ class TrainingInfo:
     data: str = ""  # a free-text description of the fit data (set by scripts/make_default_model.py)
     groups: int = 0  # photos, videos or folders the faces came from (the calibration split's unit; 0 in older cards)
     losses: list[float] = field(default_factory=list)  # training loss per epoch (empty in older cards)
+    precision: str = "fp32"  # the flows' training precision (fp32 or bf16 autocast; scoring is always fp32)
 
 
 @dataclass(frozen=True)

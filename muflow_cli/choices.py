@@ -7,3 +7,4 @@ CACHE_PLACES = ("auto", "memory", "disk")  # cache.py: where fit's feature cache
 FACE_DETECTORS = ("scrfd", "yunet")  # faces.py
 ALIGNED_CONVENTIONS = ("muflow", "arcface", "ffhq")  # faces.py: pre-aligned crop conventions
 GROUP_BY = ("auto", "file", "folder")  # files.py: how faces are grouped for calibration splits
+PRECISIONS = ("auto", "fp32", "bf16")  # fit.py: the flows' training precision (scoring is always fp32)

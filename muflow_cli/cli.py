@@ -39,6 +39,7 @@ Engine = _choices("Engine", choices.ENGINES)
 GroupBy = _choices("GroupBy", choices.GROUP_BY)
 FaceDetectorKind = _choices("FaceDetectorKind", choices.FACE_DETECTORS)
 Aligned = _choices("Aligned", choices.ALIGNED_CONVENTIONS)
+Precision = _choices("Precision", choices.PRECISIONS)
 
 ALIGNED_HELP = ("Each image is one already-aligned face in this convention (muflow: muflow's own crops, e.g. --save-faces; "
                 "arcface: 112-px ArcFace crops; ffhq: FFHQ/StyleGAN crops): scored without detection.")
@@ -371,6 +372,7 @@ def fit(
     tail: Tail = typer.Option(Tail.two, "--tail", help="Default p-value tail stored in the model."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help="Flows' training precision: auto (bf16 where the CPU or GPU does it natively, else fp32), fp32 or bf16. Scoring is always fp32."),
     cache: CacheWhere = typer.Option(CacheWhere.auto, "--cache", help="Feature cache: auto (RAM up to half the free memory, else disk), memory or disk."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder for an on-disk feature cache (default: the system's temporary folder)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted fit (same arguments) from its last finished stage and epoch, kept beside the output."),
@@ -388,7 +390,7 @@ def fit(
         backbone_weights=backbone_weights, download_backbone=download_backbone, flow=FlowConfig(steps=steps), k=k,
         averages=averages, calibration_fraction=calibration_fraction, group_by=group_by.value, epochs=epochs,
         batch_size=batch_size, lr=lr, seed=seed, tail=tail.value, device=device, cache=cache.value, cache_dir=cache_dir,
-        aligned=aligned.value if aligned else None, min_face=min_face, augment=augment,
+        aligned=aligned.value if aligned else None, min_face=min_face, augment=augment, precision=precision.value,
     )
     config.check()
     if not paths and files_from is None:

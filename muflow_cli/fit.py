@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,14 @@ from .averages import average_faces, default_average_plan
 from .cache import CACHE_PLACES, FeatureCache
 from .calibration import Calibration, check_tail
 from .card import CalibrationInfo, CropSpec, FaceDetectorSpec, TrainingInfo
+from .choices import PRECISIONS
 from .deepfake_model import DeepfakeModel, new_card
-from .device import pick_device
+from .device import pick_device, training_precision
 from .errors import ConfigError, MuflowError
 from .faces import FaceDetector, FaceStage, check_face_finding
 from .features import create_feature_extractor
-from .fitcheck import FitCheckpoint, fit_settings
 from .files import GROUP_BY, group_keys
+from .fitcheck import FitCheckpoint, fit_settings
 from .images import iter_image_files
 from .model import FlowConfig, MuFlowModel
 from .progress import track
@@ -68,6 +69,7 @@ class FitConfig:
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-5
+    precision: str = "auto"  # flows' training: fp32, bf16 autocast, or auto (bf16 where native: device.training_precision)
     seed: int = 0
     tail: str = "two"
     cache: str = "auto"  # where the feature cache lives: auto (RAM while it needs <= half the free memory), memory, disk
@@ -96,6 +98,8 @@ class FitConfig:
             raise ConfigError("augment must lie in [0, 8] copies per face")
         if self.context < 1:
             raise ConfigError("context must be at least 1 (the template's own framing)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}")
 
 
 @dataclass
@@ -105,6 +109,7 @@ class FitReport:
     faces: int = 0
     fit_faces: int = 0
     training_faces: int = 0  # fit faces and their augmented copies (what the flows train on)
+    precision: str = "fp32"  # what the flows were trained in (FitConfig.precision resolved for the device)
     calibration_faces: int = 0
     k: int = 0
     averages: int = 0
@@ -266,6 +271,7 @@ def fit_crops(
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
+    report.precision = training_precision(config.precision, device)
 
     if len(np.unique(group_ids)) < 2:
         raise FitError(
@@ -339,7 +345,7 @@ def fit_crops(
         batch_size=config.batch_size, lr=config.lr, final_loss=report.losses[-1], losses=list(report.losses),
         groups=int(len(np.unique(group_ids))),
         calibration_mean_score=report.calibration_mean, min_face_px=config.min_face_px, group_by=config.group_by, augment=config.augment,
-        data=config.data_note,
+        data=config.data_note, precision=report.precision,
     )
     calibration = CalibrationInfo(tail=config.tail, faces=len(cal_scores), source="fit", group_by=config.group_by)
     detector = scorer.with_calibration(cal_scores, calibration, replace(untrained, training=training))
@@ -376,6 +382,7 @@ def estimate_seconds(backbone, crops, report: FitReport, config: FitConfig, devi
         per_image = (time.perf_counter() - t) / len(batch)
         layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format  # as _train runs
         flows = MuFlowModel(backbone.channels, config.flow).to(device).to(memory_format=layout).train()
+        flows.bf16_flows = report.precision == "bf16"
         opt = torch.optim.Adam(flows.flows.parameters(), lr=config.lr)
         steps = []
         for _ in range(2):  # the first step pays one-off costs
@@ -430,6 +437,7 @@ def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: F
     t = time.perf_counter()
     layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model.to(memory_format=layout)
+    model.bf16_flows = report.precision == "bf16"
     opt = torch.optim.Adam(model.flows.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = report.training_faces or report.fit_faces
     steps_per_epoch = math.ceil(n / config.batch_size)
@@ -455,6 +463,7 @@ def _train(model: MuFlowModel, cache: FeatureCache, config: FitConfig, report: F
             _save_epoch(checkpoint, epoch + 1, model, opt, sched, rng, report, time.perf_counter() - t)
     finally:
         model.to(memory_format=torch.contiguous_format)
+        model.bf16_flows = False
     model.eval()
     report.seconds["training"] = report.seconds.get("training", 0.0) + time.perf_counter() - t
     return model

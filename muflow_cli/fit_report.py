@@ -192,7 +192,7 @@ def fit_report_html(model, name: str, seconds: dict[str, float] | None = None) -
     flow = ", ".join(f"{k} {v}" for k, v in vars(card.flow).items()) if hasattr(card.flow, "__dict__") else str(card.flow)
     out.append(_table([
         ("average faces (k crops each)", f"{tr.averages} ({tr.k})"), ("epochs", tr.epochs), ("batch size", tr.batch_size),
-        ("learning rate", tr.lr), ("augmented copies per face", tr.augment), ("smallest face (px)", tr.min_face_px),
+        ("learning rate", tr.lr), ("augmented copies per face", tr.augment), ("training precision", tr.precision), ("smallest face (px)", tr.min_face_px),
         ("crop", f"{card.crop.size} px, context {card.crop.context}"),
         ("face detector", f"{card.face_detector.kind} (threshold {card.face_detector.threshold})"),
         ("backbone", f"{card.backbone.name}, taps {list(card.backbone.taps)}, weights {card.backbone.weights}"),

@@ -21,11 +21,16 @@ class MuFlowModel(nn.Module):
             FastFlow(c, config.steps, config.hidden_ratio, config.conv3x3_only, config.clamp) for c in channels
         )
         self.targets = nn.ModuleList(GaussianTarget(c) for c in channels)
+        # Training only (fit --precision bf16): the flows run under bfloat16 autocast, the Gaussian NLL in
+        # float32. Scoring, export and saved models are always float32.
+        self.bf16_flows = False
 
     def forward(self, feats: list[torch.Tensor], with_maps: bool = False) -> dict[str, torch.Tensor]:
         layers, maps = [], []
         for x, flow, target in zip(feats, self.flows, self.targets):
-            z, log_det = flow(x.float())
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16_flows):
+                z, log_det = flow(x.float())
+            z, log_det = z.float(), log_det.float()
             layers.append(layer_nll(z, log_det, target))
             if with_maps:
                 maps.append(residual_map(z))

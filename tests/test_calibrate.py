@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,16 +29,20 @@ def test_the_heldout_check_keeps_the_promised_rate_on_exchangeable_scores(tail):
     assert heldout_fpr(scores, groups, 0.1, tail, folds=500) is None  # fewer groups than folds
 
 
-def test_calibrating_the_bundled_model_on_one_source_stops_it_flagging_that_source(tmp_path, real_folder, t1_path, default_detector):
-    """Before: the demo model flags 4 of t1's 6 real faces and warns; calibrated on other photos of the same
+FORMAT_1 = Path(__file__).parent / "data" / "format1.muflow"  # muflow 0.1.0's bundled model: 64 calibration faces
+
+
+def test_calibrating_a_mismatched_model_on_one_source_stops_it_flagging_that_source(tmp_path, real_folder, t1_path):
+    """Before: 0.1.0's demo model flags 4 of t1's 6 real faces and warns; calibrated on other photos of the same
     group (files cut, flipped and resized from t1 and the astronaut), it flags none, with the same scores."""
-    before = scan([t1_path], default_detector, ScanConfig(), progress=False)
+    old = DeepfakeModel.load(FORMAT_1)
+    before = scan([t1_path], old, ScanConfig(), progress=False)
     assert (before["verdict"] == "fake").sum() >= 3
-    assert default_detector.calibration.domain_check(before["p_value"].to_numpy(float), 0.05).mismatch
-    model, report = calibrate([real_folder], default_detector, CalibrateConfig(group_by="folder"), progress=False)
+    assert old.calibration.domain_check(before["p_value"].to_numpy(float), 0.05).mismatch
+    model, report = calibrate([real_folder], old, CalibrateConfig(group_by="folder"), progress=False)
     assert report.faces == len(model.calibration) == 36 and report.previous_faces == 64 and report.groups == 2
     assert model.card.calibration.source == "calibrate" and model.card.calibration.faces == 36
-    assert model.card.training == default_detector.card.training  # the fit is untouched
+    assert model.card.training == old.card.training  # the fit is untouched
     after = scan([t1_path], model, ScanConfig(), progress=False)
     np.testing.assert_array_equal(after["score"].to_numpy(float), before["score"].to_numpy(float))
     assert (after["verdict"] == "fake").sum() == 0

@@ -19,7 +19,7 @@ def test_default_model_loads_and_scores_t1(default_detector, face_detector, t1_r
     np.testing.assert_allclose(batched["score"], batched["layers"].mean(1), rtol=1e-6)
     assert np.all(np.isfinite(batched["score"]))
     card = default_detector.card
-    assert card.training.calibration_faces == card.calibration.faces == len(default_detector.calibration) > 20
+    assert card.calibration.faces == len(default_detector.calibration) >= 200  # re-calibrated: scripts/make_default_model.py
 
 
 def test_round_trip_keeps_scores(tmp_path, default_detector, astronaut, face_detector):

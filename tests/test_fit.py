@@ -1,6 +1,7 @@
 """Fitting through the Python API: the split never cuts a group, settings are checked before any work."""
 
 import numpy as np
+import torch
 import pytest
 from conftest import fast_fit_config
 
@@ -56,3 +57,25 @@ def test_a_split_never_holds_out_everything():
 def test_one_group_cannot_be_split_and_says_why(real_folder):
     with pytest.raises(FitError, match="one group"):
         fit([real_folder / "group"], fast_fit_config(group_by="folder"), progress=False)
+
+
+def test_bf16_training_scores_in_float32_close_to_fp32_and_is_recorded(real_folder):
+    """--precision bf16 autocasts the flows in training only: the saved model is float32, its scores stay
+    close to an fp32 fit's with the same seed (benchmarks/fit_precision.py measures how close), and the
+    card says how it was trained."""
+    fp32, _ = fit([real_folder], fast_fit_config(precision="fp32"), progress=False)
+    bf16, report = fit([real_folder], fast_fit_config(precision="bf16"), progress=False)
+    assert report.precision == "bf16" and bf16.card.training.precision == "bf16" and fp32.card.training.precision == "fp32"
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters()) and not bf16.model.bf16_flows
+    np.testing.assert_allclose(bf16.calibration.scores, fp32.calibration.scores, rtol=0.02)
+    again, _ = fit([real_folder], fast_fit_config(precision="bf16"), progress=False)
+    np.testing.assert_array_equal(again.calibration.scores, bf16.calibration.scores)  # still reproducible
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it():
+    from muflow_cli.device import _cpu_has_bf16, training_precision
+
+    assert training_precision("fp32", "cpu") == "fp32" and training_precision("bf16", "cpu") == "bf16"
+    assert training_precision("auto", "cpu") == ("bf16" if _cpu_has_bf16() else "fp32")
+    with pytest.raises(ConfigError, match="precision"):
+        FitConfig(precision="fp16").check()

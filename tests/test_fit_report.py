@@ -43,9 +43,18 @@ def test_info_html_of_a_new_bundle_shows_faces_loss_curve_and_calibration(small_
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
 
 
-def test_info_html_of_the_bundled_model_says_what_it_lacks(tmp_path):
+def test_info_html_of_the_bundled_model_shows_its_average_faces(tmp_path):
     out = tmp_path / "default.html"
     res = runner.invoke(app, ["info", "--html", str(out)])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert text.count("alt='average face'") == 16 and text.count("alt='fit face'") == 16
+    assert "<polyline" in text and "calibration score histogram" in text and "keeps no" not in text
+
+
+def test_info_html_of_an_old_format_1_bundle_says_what_it_lacks(tmp_path):
+    out = tmp_path / "old.html"
+    res = runner.invoke(app, ["info", str(ROOT / "tests" / "data" / "format1.muflow"), "--html", str(out)])
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert "keeps no sample of its average faces" in text and "keeps no loss per epoch" in text

@@ -1,0 +1,85 @@
+"""Does training the flows in bfloat16 (`fit --precision bf16`) change the fitted model? Against fp32 seed noise.
+
+    python scripts/default_data.py data/          # once
+    python benchmarks/fit_precision.py data/ [--fit-faces 200] [--epochs 16]
+
+The rule, fixed before the run: bf16 is within tolerance when its differences from an fp32 fit with the
+same seed are no larger than the differences between two fp32 fits that differ only in their seed —
+on the held-out real NLL (mean, std), on per-face scores (rank correlation, largest gap) and on the
+DCGAN sanity AUC. Same split as benchmarks/fit_epochs.py (a quarter of the folders held out, seeded),
+same averages, targets and feature cache for every row; only the flows' training differs. Scoring is
+float32 in every case (a bf16-trained model is saved and scored in float32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from fit_epochs import scores
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+from muflow_cli.averages import average_faces, default_average_plan
+from muflow_cli.features import create_feature_extractor
+from muflow_cli.fit import FitConfig, FitReport, Rows, _features, _train, collect_faces, model_for, split_by_group
+from muflow_cli.target import GaussianTarget
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--fit-faces", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--fakes", type=int, default=100)
+    args = ap.parse_args()
+    config = FitConfig(group_by="folder", epochs=args.epochs)
+    crops, groups, files, _ = collect_faces([args.data / "fit"], config, progress=False)
+    fake_files = sorted((args.data / "dcgan").glob("*.png"))[: args.fakes]
+    fakes, _, _, _ = collect_faces(fake_files, config, progress=False)
+    held = split_by_group(groups, 0.25, np.random.default_rng(1234))
+    pool = np.flatnonzero(~held)
+    idx = np.sort(np.random.default_rng(0).permutation(pool)[: args.fit_faces])
+    fit_crops, eval_crops = Rows(crops, idx), crops[held]
+    backbone = create_feature_extractor()
+    rng = np.random.default_rng(0)
+    k, m = default_average_plan(len(idx), None, None)
+    pooled = [[] for _ in backbone.channels]
+    for batch in average_faces(fit_crops, k, m, rng, batch=config.batch_size):
+        for j, f in enumerate(backbone(torch.from_numpy(batch))):
+            pooled[j].append(f.mean(dim=(2, 3)).double().numpy())
+    targets = [GaussianTarget.fit(np.concatenate(p)) for p in pooled]
+    cache = _features(backbone, fit_crops, config, False)
+    print(f"{files} files; {len(idx)} fit faces, {len(eval_crops)} held-out reals, {len(fakes)} DCGAN faces; "
+          f"{args.epochs} epochs, batch {config.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    runs = {}
+    for name, seed, precision in (("fp32, seed 0", 0, "fp32"), ("bf16, seed 0", 0, "bf16"), ("fp32, seed 1", 1, "fp32")):
+        torch.manual_seed(seed)
+        cfg = FitConfig(**{**config.__dict__, "precision": precision, "seed": seed})
+        report = FitReport(fit_faces=len(idx), epochs=args.epochs, precision=precision)
+        model = _train(model_for(backbone, targets, cfg.flow, torch.device("cpu")), cache, cfg, report,
+                       np.random.default_rng(seed), torch.device("cpu"), False)
+        real, fake = scores(backbone, model, eval_crops), scores(backbone, model, fakes)
+        auc = roc_auc_score(np.r_[np.zeros(len(real)), np.ones(len(fake))], np.r_[real, fake])
+        runs[name] = (real, auc, report.seconds["training"], report.losses[-1])
+    cache.close()
+    print("| training | training s | final loss | held-out mean | held-out std | DCGAN AUC |\n|---|---|---|---|---|---|")
+    for name, (real, auc, secs, loss) in runs.items():
+        print(f"| {name} | {secs:.0f} | {loss:.4f} | {real.mean():.4f} | {real.std():.4f} | {auc:.3f} |")
+    base = runs["fp32, seed 0"]
+    print("\n| against fp32, seed 0 | Δ held-out mean | Δ held-out std | Spearman ρ of held-out scores | largest |Δ score| | Δ AUC |\n|---|---|---|---|---|---|")
+    for name in ("bf16, seed 0", "fp32, seed 1"):
+        real, auc = runs[name][:2]
+        print(f"| {name} | {real.mean() - base[0].mean():+.4f} | {real.std() - base[0].std():+.4f} | "
+              f"{spearmanr(real, base[0])[0]:.4f} | {np.abs(real - base[0]).max():.4f} | {auc - base[1]:+.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    t = time.perf_counter()
+    code = main()
+    print(f"\nwall {time.perf_counter() - t:.0f} s")
+    raise SystemExit(code)
