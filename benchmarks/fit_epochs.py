@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from muflow_cli.averages import average_faces, default_average_plan
-from muflow_cli.fit import FitConfig, FitReport, Rows, _features, _train, collect_faces, default_epochs, model_for, split_by_group
 from muflow_cli.features import create_feature_extractor
+from muflow_cli.fit import FitConfig, FitReport, Rows, _features, _train, collect_faces, default_epochs, model_for, split_by_group
 from muflow_cli.target import GaussianTarget
 
 
@@ -37,6 +37,17 @@ from muflow_cli.target import GaussianTarget
 def scores(backbone, model, crops: np.ndarray, batch: int = 16) -> np.ndarray:
     model.eval()
     return np.concatenate([model(backbone(torch.from_numpy(crops[s : s + batch])))["score"].numpy() for s in range(0, len(crops), batch)])
+
+
+@torch.no_grad()
+def fit_targets(backbone, fit_crops, rng: np.random.Generator, batch: int) -> list[GaussianTarget]:
+    """The fit's averages stage: average faces (default plan) -> pooled backbone features -> one Gaussian per layer."""
+    k, m = default_average_plan(len(fit_crops), None, None)
+    pooled = [[] for _ in backbone.channels]
+    for faces in average_faces(fit_crops, k, m, rng, batch=batch):
+        for j, f in enumerate(backbone(torch.from_numpy(faces))):
+            pooled[j].append(f.mean(dim=(2, 3)).double().numpy())
+    return [GaussianTarget.fit(np.concatenate(p)) for p in pooled]
 
 
 def main() -> int:
@@ -71,13 +82,7 @@ def main() -> int:
         n = args.small if name == "small" else (args.medium or len(pool))
         idx = np.sort(np.random.default_rng(args.seed).permutation(pool)[:n])
         fit_crops = Rows(crops, idx)
-        rng = np.random.default_rng(args.seed)
-        k, m = default_average_plan(n, None, None)
-        pooled = [[] for _ in backbone.channels]
-        for batch in average_faces(fit_crops, k, m, rng, batch=config.batch_size):
-            for j, f in enumerate(backbone(torch.from_numpy(batch))):
-                pooled[j].append(f.mean(dim=(2, 3)).double().numpy())
-        targets = [GaussianTarget.fit(np.concatenate(p)) for p in pooled]
+        targets = fit_targets(backbone, fit_crops, np.random.default_rng(args.seed), config.batch_size)
         cache = _features(backbone, fit_crops, config, False)
         for epochs in args.epochs:
             torch.manual_seed(args.seed)

@@ -14,19 +14,16 @@ float32 in every case (a bf16-trained model is saved and scored in float32).
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from fit_epochs import scores
+from fit_epochs import fit_targets, scores
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from muflow_cli.averages import average_faces, default_average_plan
 from muflow_cli.features import create_feature_extractor
 from muflow_cli.fit import FitConfig, FitReport, Rows, _features, _train, collect_faces, model_for, split_by_group
-from muflow_cli.target import GaussianTarget
 
 
 def main() -> int:
@@ -45,13 +42,7 @@ def main() -> int:
     idx = np.sort(np.random.default_rng(0).permutation(pool)[: args.fit_faces])
     fit_crops, eval_crops = Rows(crops, idx), crops[held]
     backbone = create_feature_extractor()
-    rng = np.random.default_rng(0)
-    k, m = default_average_plan(len(idx), None, None)
-    pooled = [[] for _ in backbone.channels]
-    for batch in average_faces(fit_crops, k, m, rng, batch=config.batch_size):
-        for j, f in enumerate(backbone(torch.from_numpy(batch))):
-            pooled[j].append(f.mean(dim=(2, 3)).double().numpy())
-    targets = [GaussianTarget.fit(np.concatenate(p)) for p in pooled]
+    targets = fit_targets(backbone, fit_crops, np.random.default_rng(0), config.batch_size)
     cache = _features(backbone, fit_crops, config, False)
     print(f"{files} files; {len(idx)} fit faces, {len(eval_crops)} held-out reals, {len(fakes)} DCGAN faces; "
           f"{args.epochs} epochs, batch {config.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
@@ -79,7 +70,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    t = time.perf_counter()
-    code = main()
-    print(f"\nwall {time.perf_counter() - t:.0f} s")
-    raise SystemExit(code)
+    raise SystemExit(main())
