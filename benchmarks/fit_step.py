@@ -41,7 +41,7 @@ from muflow_cli.target import GaussianTarget
 CHANNELS = [24, 32, 96]
 SHAPES = [(24, 64, 64), (32, 32, 32), (96, 16, 16)]
 DEFAULT_VARIANTS = ["today", "b16-lw", "b16", "b16-cl-lw", "b16-cl", "b32-cl", "b64-cl", "b128-cl", "b64",
-                    "b16-cl-get32", "b16-cl-t1", "b16-cl-nomkldnn"]
+                    "b16-cl-get32", "b16-cl-t1", "b16-cl-nomkldnn", "b16-cl-bf16", "b32-cl-bf16"]
 
 
 def matmul_peak(n: int = 2048, reps: int = 10) -> float:
