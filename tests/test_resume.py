@@ -28,9 +28,16 @@ def scan_cmd(photos: Path, model: Path, out: Path, *extra: str) -> list[str]:
             "--csv", str(out), "--chunk-files", "1", "--batch-size", "4", "-q", *extra]
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT at its default and unblocked, as a shell gives a command, whatever the
+    test process inherited or a library in it set (a child started with SIGINT ignored keeps ignoring it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def run_until(cmd: list[str], journal: Path, chunks: int, sig: int) -> tuple[subprocess.Popen, str]:
     """Start a scan; send ``sig`` once its journal holds ``chunks`` finished chunks; (process, stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal)  # noqa: PLW1509 (two async-signal-safe calls)
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:
         if journal.is_file() and journal.read_text(errors="replace").count("\n") >= 1 + chunks:
@@ -38,7 +45,7 @@ def run_until(cmd: list[str], journal: Path, chunks: int, sig: int) -> tuple[sub
             break
         time.sleep(0.01)
     _, err = proc.communicate(timeout=300)
-    return proc, err
+    return proc, err or "(nothing on stderr)"
 
 
 @pytest.fixture(scope="module")
