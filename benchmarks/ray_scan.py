@@ -4,7 +4,9 @@
     python benchmarks/ray_scan.py --n 300            # makes data/ray_photos (copies of them, 480-1920 px) once
 
 Reported, for the local scan (scan.scan + Parquet, default workers) and for Ray Data on a local cluster
-of this machine's cores (ray_scan.ray_scan, with 1 and 2 face actors beside one scoring actor):
+of this machine's cores (ray_scan.ray_scan) with each plan of ``--plans``: ``default`` (on a CPU-only
+cluster, one actor per CPU that finds and scores faces), ``split`` (face actors and one separate
+scoring actor, the plan before 0.3), ``split2`` (two face actors sharing a CPU, one scoring actor):
 wall time and images/s for the whole job (Ray: with its actors starting, loading the model and
 building the ONNX graph), images/s once running (from the first part written to the last: the rate
 a long job runs at), and the Ray/local ratio (issue #13's target: >= 0.85). Ray's cluster start is
@@ -32,23 +34,26 @@ from muflow_cli.deepfake_model import DeepfakeModel  # noqa: E402
 from muflow_cli.scan import ScanConfig, scan  # noqa: E402
 
 
-def local_run(folder: Path, det: DeepfakeModel, config: ScanConfig, out: Path) -> tuple[float, float]:
+def local_run(files: list[Path], det: DeepfakeModel, config: ScanConfig, out: Path) -> tuple[float, float]:
     """(wall seconds, images/s from the first chunk finished to the last: the same measure as Ray's parts)."""
     done: list[tuple[float, int]] = []
     t0 = time.perf_counter()
-    df = scan([folder], det, config, progress=False,
+    df = scan(files, det, config, progress=False,
               observer=lambda chunk: done.append((time.perf_counter(), len({r["file"] for r in chunk.rows}))))
     df.to_parquet(out, index=False)
     wall = time.perf_counter() - t0
     return wall, sum(n for _, n in done[1:]) / max(done[-1][0] - done[0][0], 1e-9)
 
 
+PLANS = {"default": {}, "split": {"scorers": 1}, "split2": {"scorers": 1, "face_actors": 2}}
+
+
 class ActorMemory(threading.Thread):
-    """Peak resident memory (MiB) of the face and scoring actors' processes, sampled from /proc."""
+    """Peak resident memory (MiB) of the actors' processes, by kind, sampled from /proc."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.peak = {"FindFaces": 0.0, "ScoreParts": 0.0}
+        self.peak = {"ScanParts": 0.0, "FindFaces": 0.0, "ScoreParts": 0.0}
         self.running = True
 
     def run(self) -> None:
@@ -67,15 +72,15 @@ class ActorMemory(threading.Thread):
             time.sleep(0.5)
 
 
-def ray_run(folder: Path, det: DeepfakeModel, config: ScanConfig, out: Path, actors: int) -> tuple[float, float, str]:
+def ray_run(files: list[Path], det: DeepfakeModel, config: ScanConfig, out: Path, options: dict) -> tuple[float, float, str]:
     """(wall seconds, images/s from the first part written to the last, the plan)."""
     memory = ActorMemory()
     memory.start()
     t0 = time.perf_counter()
-    result = ray_scan.ray_scan([str(folder)], str(out), None, config, progress=False, model=det, face_actors=actors)
+    result = ray_scan.ray_scan([str(f) for f in files], str(out), None, config, progress=False, model=det, **options)
     wall = time.perf_counter() - t0
     memory.running = False
-    print(f"<!-- peak RSS per actor, MiB: {memory.peak} -->", flush=True)
+    print(f"<!-- peak RSS per actor, MiB: { {k: round(v) for k, v in memory.peak.items() if v} } -->", flush=True)
     parts = sorted(out.glob("part-*.parquet"), key=lambda p: p.stat().st_mtime)
     first, last = parts[0].stat().st_mtime, parts[-1].stat().st_mtime
     later = sum(pd.read_parquet(p, columns=["file"])["file"].nunique() for p in parts[1:])
@@ -87,7 +92,7 @@ def main() -> int:
     ap.add_argument("--folder", type=Path, default=Path("data/ray_photos"))
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--chunk-files", type=int, default=16, help="files per chunk (local) and per part (Ray)")
-    ap.add_argument("--actors", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--plans", nargs="+", choices=list(PLANS), default=["default", "split"])
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     files = make_photos(args.folder, args.n)
@@ -104,7 +109,7 @@ def main() -> int:
         print("|---|---|---|---|---|")
         rates: dict[str, list[tuple[float, float]]] = {}
         for rep in range(args.repeats):  # interleaved, so drifting load hits every kind of run alike
-            wall, running = local_run(args.folder, det, config, tmp / "local.parquet")
+            wall, running = local_run(files, det, config, tmp / "local.parquet")
             local_df = pd.read_parquet(tmp / "local.parquet")
             rates.setdefault("local", []).append((len(files) / wall, running))
             print(f"| local scan ({cores} workers) | threads | {wall:.1f} | {len(files) / wall:.1f} | {running:.1f} |", flush=True)
@@ -113,12 +118,12 @@ def main() -> int:
                 ray_scan.connect("local", quiet=True)
                 print(f"| (Ray cluster start: ray.init, {cores} CPUs) | | {time.perf_counter() - t0:.1f} | | |", flush=True)
                 ray_started = True
-            for actors in args.actors:
-                out = tmp / f"ray_{actors}_{rep}"
-                wall, running, plan = ray_run(args.folder, det, config, out, actors)
+            for name in args.plans:
+                out = tmp / f"ray_{name}_{rep}"
+                wall, running, plan = ray_run(files, det, config, out, PLANS[name])
                 pd.testing.assert_frame_equal(pd.read_parquet(out), local_df, check_exact=False, rtol=1e-5, atol=1e-5)
-                rates.setdefault(f"ray, {actors} face actor(s)", []).append((len(files) / wall, running))
-                print(f"| ray local, {actors} face actor(s) | {plan} | {wall:.1f} | {len(files) / wall:.1f} | {running:.1f} |", flush=True)
+                rates.setdefault(f"ray, {name} plan", []).append((len(files) / wall, running))
+                print(f"| ray local, {name} plan | {plan} | {wall:.1f} | {len(files) / wall:.1f} | {running:.1f} |", flush=True)
         faces = int((local_df["status"] == "ok").sum())
         base = [sum(r[i] for r in rates["local"]) / len(rates["local"]) for i in (0, 1)]
         print(f"\n{faces} faces. Mean over {args.repeats} interleaved repeats, as a share of the local scan's mean:\n")

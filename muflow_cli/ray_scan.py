@@ -3,10 +3,11 @@
 The stages are Ray Data operators, and no image passes through the driver:
 
     list files (driver: names only)
-    → read bytes       (tasks, I/O; local files, or any URI pyarrow.fs reads: s3://, gs://, …)
+    → read bytes       (actors, I/O; local files, or any URI pyarrow.fs reads: s3://, gs://, …)
     → find faces       (actors, each holding one single-threaded face detector; CPU)
     → score            (actors, each holding the model, loaded once; a GPU each on GPU nodes)
-    → write a part     (tasks, I/O: one Parquet file per part, written under a temporary name and renamed)
+      (a cluster without GPUs: one actor per CPU does both, ScanParts; see ``plan``)
+    → write a part     (actors, I/O: one Parquet file per part, written under a temporary name and renamed)
 
 The unit of work is a *part*: ``config.chunk_files`` consecutive files of the sorted listing. A
 part travels the pipeline as one row, so it is scored together and written as one file whatever
@@ -30,6 +31,7 @@ import logging
 import math
 import os
 import stat
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -60,6 +62,7 @@ PART_PREFIX = "part-"
 # a decompression bomb from its header), a remote one gets a too_large row.
 MAX_FILE_BYTES = 512 * 2**20
 DEFAULT_PART_FILES = 128  # files per part with --ray (10 million images: 78,125 parts)
+IO_FANOUT = 8  # face actors served by one reading and one writing actor
 COUNTS = ("files", "faces", "flagged", "no_face", "errors")
 log = logging.getLogger(__name__)
 
@@ -276,14 +279,27 @@ def _read_one(path: str, shown: str) -> tuple[bytes | None, str | None, list[Any
         return None, f"cannot read: {exc}", [shown, -1, -1]
 
 
-def read_parts(batch: pa.Table) -> pa.Table:
-    """Stage 2: the bytes of every file of each part (I/O only)."""
-    out = []
-    for row in batch.to_pylist():
-        read = [_read_one(os.fsdecode(p), n) for p, n in zip(row["paths"], row["shown"])]
-        out.append({**row, "data": [r[0] for r in read], "error": [r[1] for r in read],
-                    "identities": json.dumps([r[2] for r in read])})
-    return pa.Table.from_pylist(out, schema=_READ_SCHEMA)
+class ReadParts:
+    """Stage 2 (a few actors, no CPU reserved): the bytes of every file of each part, ``threads`` files at
+    a time (I/O only; an object store answers each request after a round trip).
+
+    Actors, not tasks: Ray keeps no more idle worker processes than a node has CPUs, and the actors
+    that find faces hold those, so a short read task's worker was stopped once idle and a new one
+    started (interpreter and imports, ~1.3 s of CPU) for a later read: 14 of them in a 200-photo
+    scan on 2 CPUs, a third of its wall time (docs/performance.md, Benchmark 5)."""
+
+    def __init__(self, threads: int = 16) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="muflow-read")
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = []
+        for row in batch.to_pylist():
+            read = list(self.pool.map(lambda pn: _read_one(os.fsdecode(pn[0]), pn[1]), zip(row["paths"], row["shown"])))
+            out.append({**row, "data": [r[0] for r in read], "error": [r[1] for r in read],
+                        "identities": json.dumps([r[2] for r in read])})
+        return pa.Table.from_pylist(out, schema=_READ_SCHEMA)
 
 
 _PARTS_SCHEMA = pa.schema([("part", pa.int64()), ("name", pa.string()), ("paths", pa.list_(pa.binary())), ("shown", pa.list_(pa.string()))])
@@ -358,50 +374,91 @@ class FindFaces:
         return res
 
 
+def load_scoring_model(model: str | None, backbone_weights: str | None, device: str, engine: str, threads: int) -> DeepfakeModel:
+    """The model as a scoring actor holds it, loaded once. ``threads``: the CPU engine's intra-op threads
+    (through ``OMP_NUM_THREADS``, which both ONNX Runtime's and torch's pools read), so an actor uses the
+    CPUs Ray gave it and no more; a cached graph then loads without importing torch."""
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+    loaded = DeepfakeModel.load(model, backbone_weights=backbone_weights).to(device).use_engine(engine)
+    if loaded.engine.name == "onnx":
+        loaded.engine.set_spinning(False)  # other actors share this node's cores
+    return loaded
+
+
+def score_part(row: dict, results: list[FileFaces], model: DeepfakeModel, config: ScanConfig, settings: str,
+               schema: pa.Schema) -> dict:
+    """One part's rows (scan.score_chunk: the local scan's), as one Parquet file's bytes with the part's metadata."""
+    chunk = score_chunk(row["part"], results, row["shown"], model, config)
+    df = to_frame(chunk.rows, model.layer_names)
+    counts = summarize(df)  # summed over the parts at the end
+    meta = {"format": FORMAT, "part": row["part"], "settings": settings, "counts": counts, "files": json.loads(row["identities"])}
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return {"part": row["part"], "name": row["name"], "counts": json.dumps(counts), "parquet": sink.getvalue().to_pybytes()}
+
+
 class ScoreParts:
-    """Stage 4 (an actor): the model, loaded once, scores each part's faces (scan.score_chunk: the local
-    scan's rows) and turns them into one Parquet file's bytes, with the part's metadata."""
+    """Stage 4 (an actor): the model, loaded once, scores each part's faces into one Parquet file's bytes."""
 
     def __init__(self, model: str | None, backbone_weights: str | None, device: str, engine: str, config: ScanConfig,
                  settings: str, threads: int) -> None:
-        import torch
+        self.model = load_scoring_model(model, backbone_weights, device, engine, threads)
+        self.config, self.settings = config, settings
+        self.schema = arrow_schema(self.model.layer_names)
 
-        if threads:
-            torch.set_num_threads(threads)  # the ONNX graph takes its thread count from torch's
-        self.model = DeepfakeModel.load(model, backbone_weights=backbone_weights).to(device).use_engine(engine)
-        self.model.engine.set_spinning(False)  # the detectors share this node's cores
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = [score_part(row, unpack_faces(row["faces"]), self.model, self.config, self.settings, self.schema)
+               for row in batch.to_pylist()]
+        return pa.Table.from_pylist(out, schema=_SCORED_SCHEMA)
+
+
+class ScanParts(FindFaces):
+    """Stages 3 and 4 in one actor, for CPU-only clusters: find the faces of a part, then score them with
+    the model this actor holds (one single-threaded engine beside one single-threaded detector).
+
+    Both stages need the same resource there, a CPU, and their shares of the work move with the data
+    (3.5 faces a photo in a crowd folder, 1 in a folder of dataset crops, none in landscapes): actors
+    that do both balance themselves, as the local scan's threads do, where a fixed split of the CPUs
+    between two actor pools leaves one pool waiting (Benchmark 5). The crops also stay in the process,
+    instead of crossing the object store."""
+
+    def __init__(self, card: ModelCard, model: str | None, backbone_weights: str | None, engine: str, config: ScanConfig,
+                 settings: str) -> None:
+        super().__init__(card, config)
+        self.model = load_scoring_model(model, backbone_weights, "cpu", engine, 1)
         self.config, self.settings = config, settings
         self.schema = arrow_schema(self.model.layer_names)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
         for row in batch.to_pylist():
-            results = unpack_faces(row["faces"])
-            chunk = score_chunk(row["part"], results, row["shown"], self.model, self.config)
-            df = to_frame(chunk.rows, self.model.layer_names)
-            counts = summarize(df)  # summed over the parts at the end
-            meta = {"format": FORMAT, "part": row["part"], "settings": self.settings, "counts": counts,
-                    "files": json.loads(row["identities"])}
-            table = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False)
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink)
-            out.append({"part": row["part"], "name": row["name"], "counts": json.dumps(counts), "parquet": sink.getvalue().to_pybytes()})
+            results = [self._one(os.fsdecode(p), n, d, e) for p, n, d, e in zip(row["paths"], row["shown"], row["data"], row["error"])]
+            out.append(score_part(row, results, self.model, self.config, self.settings, self.schema))
         return pa.Table.from_pylist(out, schema=_SCORED_SCHEMA)
 
 
-def write_parts(batch: pa.Table, out: str) -> pa.Table:
-    """Stage 5: each part's file, written under a hidden temporary name and renamed into place, so a
-    reader never sees half a part and a retried write replaces the same file."""
-    fs, root = filesystem(out)
-    rows = []
-    for row in batch.to_pylist():
-        tmp = f"{root}/.{row['name']}.{uuid.uuid4().hex[:8]}.tmp"
-        with fs.open_output_stream(tmp) as fh:
-            fh.write(row["parquet"])
-        fs.move(tmp, f"{root}/{row['name']}")
-        rows.append({"part": row["part"], "name": row["name"], "counts": row["counts"]})
-    return pa.Table.from_pylist(rows, schema=_WRITTEN_SCHEMA)
+class WriteParts:
+    """Stage 5 (a few actors, no CPU reserved, for the reason given in ReadParts): each part's file,
+    written under a hidden temporary name and renamed into place, so a reader never sees half a part
+    and a retried write replaces the same file."""
+
+    def __init__(self, out: str) -> None:
+        self.fs, self.root = filesystem(out)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = []
+        for row in batch.to_pylist():
+            tmp = f"{self.root}/.{row['name']}.{uuid.uuid4().hex[:8]}.tmp"
+            with self.fs.open_output_stream(tmp) as fh:
+                fh.write(row["parquet"])
+            self.fs.move(tmp, f"{self.root}/{row['name']}")
+            rows.append({"part": row["part"], "name": row["name"], "counts": row["counts"]})
+        return pa.Table.from_pylist(rows, schema=_WRITTEN_SCHEMA)
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -409,7 +466,7 @@ def write_parts(batch: pa.Table, out: str) -> pa.Table:
 
 @dataclass
 class RayPlan:
-    """Actors and the resources each asks Ray for."""
+    """Actors and the resources each asks Ray for. ``scorers == 0``: the face actors score too (ScanParts)."""
 
     face_actors: int
     face_cpus: float
@@ -418,13 +475,24 @@ class RayPlan:
     score_gpus: float
     score_threads: int
 
+    @property
+    def fused(self) -> bool:
+        return self.scorers == 0
+
     def describe(self) -> str:
-        where = f"{self.score_gpus:g} GPU" if self.score_gpus else f"{self.score_cpus:g} CPU, {self.score_threads} thread(s)"
-        return f"{self.face_actors} face actors ({self.face_cpus:g} CPU each), {self.scorers} scoring actors ({where} each)"
+        if self.fused:
+            return f"{_n(self.face_actors, 'actor')} finding and scoring faces ({self.face_cpus:g} CPU, 1 scoring thread each)"
+        where = f"{self.score_gpus:g} GPU" if self.score_gpus else f"{self.score_cpus:g} CPU, {_n(self.score_threads, 'thread')}"
+        return f"{_n(self.face_actors, 'face actor')} ({self.face_cpus:g} CPU each), {_n(self.scorers, 'scoring actor')} ({where} each)"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # Share of a CPU-only scan's work that is scoring, from docs/performance.md (one thread each, 1,000 photos,
 # 3.52 faces per photo): finding faces 1/12.9 = 0.078 core-s per image, scoring 3.52/59.2 = 0.059 core-s.
+# It moves with the faces per photo, which is why CPU-only clusters get actors that do both (ScanParts).
 SCORE_SHARE = 0.059 / (0.059 + 0.078)
 
 
@@ -432,13 +500,17 @@ def plan(cpus: float, gpus: float, device: str = "auto", face_actors: int = 0, s
     """Actors and resources from the cluster's totals.
 
     GPUs (and ``device`` not cpu): one scoring actor per GPU (with a CPU to feed it); the other CPUs
-    find faces. CPU only: single-threaded scoring actors on SCORE_SHARE of the CPUs (43 %: 28 of 64),
-    one face actor per remaining CPU. Asking for more actors than fit makes them share the CPUs
-    (fractional requests), as the local scan's threads share the cores.
+    find faces. CPU only: one actor per CPU that finds and scores faces (ScanParts), unless ``scorers``
+    asks for separate scoring actors (each then gets a CPU while they fit in half the CPUs). Asking for
+    more actors than fit makes them share the CPUs (fractional requests), as the local scan's threads
+    share the cores.
     """
     cpus = max(float(cpus), 1.0)
     on_gpu = gpus >= 1 and device != "cpu"
-    n_score = scorers or (int(gpus) if on_gpu else max(1, round(cpus * SCORE_SHARE)))
+    if not on_gpu and not scorers:
+        face = face_actors or max(1, int(cpus))
+        return RayPlan(face, round(min(1.0, cpus / face), 4), 0, 0.0, 0.0, 1)
+    n_score = scorers or int(gpus)
     score_cpus = 1.0 if n_score <= cpus / 2 else cpus / (2 * n_score)
     left = cpus - n_score * score_cpus
     face = face_actors or max(1, int(left))
@@ -512,6 +584,10 @@ def ray_scan(
     todo = [p for p in parts if p.index not in state.done]
     resources = ray.cluster_resources()
     chosen = plan(resources.get("CPU", 1), resources.get("GPU", 0), device, face_actors, scorers)
+    chosen.face_actors = max(1, min(chosen.face_actors, len(todo)))  # no more actors than parts to give them
+    chosen.scorers = min(chosen.scorers, max(1, len(todo)))
+    if device.startswith("cuda") and not chosen.score_gpus:
+        raise RayScanError(f"--device {device}, but the Ray cluster has no GPU (it has {resources.get('CPU', 0):g} CPUs)")
     log.info("muflow ray scan: %d files in %d parts (%d already written); %s", len(files), len(parts), len(state.done), chosen.describe())
 
     counts = dict.fromkeys(COUNTS, 0)
@@ -540,14 +616,19 @@ def build_dataset(todo: list[Part], out: str, model_path: str | None, backbone_w
     # One block per part (up to a few thousand), so every read task and actor call gets whole parts.
     blocks = [items.slice(i, 1) for i in range(len(todo))] if len(todo) <= 4096 else [
         items.slice(i, math.ceil(len(todo) / 4096)) for i in range(0, len(todo), math.ceil(len(todo) / 4096))]
-    io_tasks = max(1, min(len(todo), 2 * chosen.face_actors))  # reads in flight: enough to keep the face actors fed
-    return (
-        ray.data.from_arrow(blocks)
-        .map_batches(read_parts, batch_size=1, batch_format="pyarrow", num_cpus=0, concurrency=io_tasks)
-        .map_batches(FindFaces, batch_size=1, batch_format="pyarrow", fn_constructor_args=(card, config),
-                     num_cpus=chosen.face_cpus, concurrency=chosen.face_actors)
-        .map_batches(ScoreParts, batch_size=1, batch_format="pyarrow",
-                     fn_constructor_args=(model_path, backbone_weights, device, engine, config, settings, chosen.score_threads),
-                     num_cpus=chosen.score_cpus, num_gpus=chosen.score_gpus or None, concurrency=chosen.scorers)
-        .map_batches(write_parts, batch_size=1, batch_format="pyarrow", fn_kwargs={"out": out}, num_cpus=0, concurrency=io_tasks)
-    )
+    # One reading and one writing actor per IO_FANOUT face actors: a part of 128 local files is read in
+    # tens of ms and finding its faces takes ~10 s, so one reader (16 threads) keeps many actors fed.
+    io_actors = max(1, min(len(todo), math.ceil(chosen.face_actors / IO_FANOUT)))
+    ds = ray.data.from_arrow(blocks).map_batches(ReadParts, batch_size=1, batch_format="pyarrow", num_cpus=0, concurrency=io_actors)
+    if chosen.fused:
+        ds = ds.map_batches(ScanParts, batch_size=1, batch_format="pyarrow",
+                            fn_constructor_args=(card, model_path, backbone_weights, engine, config, settings),
+                            num_cpus=chosen.face_cpus, concurrency=chosen.face_actors)
+    else:
+        ds = (ds.map_batches(FindFaces, batch_size=1, batch_format="pyarrow", fn_constructor_args=(card, config),
+                             num_cpus=chosen.face_cpus, concurrency=chosen.face_actors)
+              .map_batches(ScoreParts, batch_size=1, batch_format="pyarrow",
+                           fn_constructor_args=(model_path, backbone_weights, device, engine, config, settings, chosen.score_threads),
+                           num_cpus=chosen.score_cpus, num_gpus=chosen.score_gpus or None, concurrency=chosen.scorers))
+    return ds.map_batches(WriteParts, batch_size=1, batch_format="pyarrow", fn_constructor_args=(out,), num_cpus=0,
+                          concurrency=io_actors)

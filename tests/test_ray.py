@@ -118,15 +118,25 @@ def _worker_pids(title: str) -> list[int]:
     return pids
 
 
+# Which actors to kill in each plan: (process title to find, key), each killed once; the face-finding
+# actors while they work on a part, the reader as soon as it exists (the 14 tiny parts are read within
+# moments), the scoring and writing actors once some parts are written and others are not.
+KILLS = {
+    "split": [("MapBatches(FindFaces)).submit", "faces"), ("MapBatches(ScoreParts))", "score")],
+    "fused": [("MapBatches(ScanParts)).submit", "scan"), ("MapBatches(ReadParts))", "read"), ("MapBatches(WriteParts))", "write")],
+}
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the actor's process through /proc")
-def test_killed_actors_are_restarted_and_no_file_is_lost_or_doubled(cluster, photos, small_model, model, tmp_path):
+@pytest.mark.parametrize("plan", ["split", "fused"])
+def test_killed_actors_are_restarted_and_no_file_is_lost_or_doubled(cluster, photos, small_model, model, tmp_path, plan):
     out = tmp_path / "out"
     box: dict = {}
 
     def run() -> None:
         try:
             box["result"] = ray_scan.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=1, batch_size=4),
-                                              progress=False, model=model, face_actors=1)
+                                              progress=False, model=model, face_actors=1, scorers=1 if plan == "split" else 0)
         except BaseException as exc:  # reported below
             box["error"] = exc
 
@@ -134,21 +144,18 @@ def test_killed_actors_are_restarted_and_no_file_is_lost_or_doubled(cluster, pho
     job.start()
     killed: dict[str, int] = {}
     deadline = time.time() + 300
-    while job.is_alive() and time.time() < deadline and len(killed) < 2:
-        # The face actor while it works on a part; the scoring actor once parts are written and others are not.
-        busy = _worker_pids("MapBatches(FindFaces)).submit")
-        if busy and "faces" not in killed:
-            killed["faces"] = busy[0]
-            os.kill(busy[0], signal.SIGKILL)
-        scorer = _worker_pids("MapBatches(ScoreParts))")
-        if scorer and "score" not in killed and out.is_dir() and any(p.name.startswith("part-") for p in out.iterdir()):
-            killed["score"] = scorer[0]
-            os.kill(scorer[0], signal.SIGKILL)
+    while job.is_alive() and time.time() < deadline and len(killed) < len(KILLS[plan]):
+        written = out.is_dir() and any(p.name.startswith("part-") for p in out.iterdir())
+        for title, key in KILLS[plan]:
+            pids = _worker_pids(title)
+            if pids and key not in killed and (key in ("faces", "scan", "read") or written):
+                killed[key] = pids[0]
+                os.kill(pids[0], signal.SIGKILL)
         time.sleep(0.02)
     job.join(300)
     assert "error" not in box, box.get("error")
-    assert set(killed) == {"faces", "score"}, f"the job finished before both actors could be killed: {killed}"
-    assert box["result"].parts == 14
+    assert set(killed) == {k for _, k in KILLS[plan]}, f"the job finished before every actor could be killed: {killed}"
+    assert box["result"].parts == 14 and box["result"].plan.fused == (plan == "fused")
     assert len(list(out.iterdir())) == 14
     assert_same_table(pd.read_parquet(out), local_table([photos], model, tmp_path))  # every row once, none lost
 
@@ -205,16 +212,25 @@ def test_resume_refuses_other_settings_and_a_folder_of_other_files(cluster, phot
         ray_scan.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=8), resume=True, progress=False, model=model)
 
 
-def test_plan_gives_gpus_to_scoring_and_cpus_to_faces():
-    cpu = ray_scan.plan(2, 0)
-    assert (cpu.face_actors, cpu.face_cpus, cpu.scorers, cpu.score_cpus, cpu.score_gpus) == (1, 1.0, 1, 1.0, 0.0)
-    shared = ray_scan.plan(2, 0, face_actors=2)
-    assert shared.face_actors == 2 and shared.face_actors * shared.face_cpus + shared.score_cpus <= 2
+def test_plan_gives_gpus_to_scoring_and_cpus_to_actors_that_do_both():
+    cpu = ray_scan.plan(2, 0)  # no GPU: one actor per CPU finds and scores faces
+    assert cpu.fused and (cpu.face_actors, cpu.face_cpus, cpu.scorers, cpu.score_gpus) == (2, 1.0, 0, 0.0)
+    shared = ray_scan.plan(2, 0, face_actors=4)
+    assert shared.fused and shared.face_actors * shared.face_cpus == 2
+    split = ray_scan.plan(2, 0, scorers=1)  # asked for: separate scoring actors, as on GPU nodes
+    assert not split.fused and (split.face_actors, split.face_cpus, split.scorers, split.score_cpus) == (1, 1.0, 1, 1.0)
     gpu = ray_scan.plan(16, 1)
-    assert (gpu.face_actors, gpu.scorers, gpu.score_gpus) == (15, 1, 1.0)
-    assert ray_scan.plan(16, 1, device="cpu").score_gpus == 0.0
-    big = ray_scan.plan(64, 0)  # scoring is 43 % of a CPU scan's work
-    assert (big.face_actors, big.scorers, big.face_cpus, big.score_cpus) == (36, 28, 1.0, 1.0)
+    assert not gpu.fused and (gpu.face_actors, gpu.scorers, gpu.score_gpus) == (15, 1, 1.0)
+    assert ray_scan.plan(16, 1, device="cpu").fused
+    big = ray_scan.plan(64, 0)
+    assert big.fused and (big.face_actors, big.face_cpus) == (64, 1.0)
+    assert "finding and scoring" in big.describe() and "GPU" in gpu.describe()
+
+
+def test_device_cuda_on_a_cluster_without_gpus_is_refused(cluster, photos, small_model, model, tmp_path):
+    with pytest.raises(ray_scan.RayScanError, match="no GPU"):
+        ray_scan.ray_scan([str(photos)], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=8),
+                          device="cuda", progress=False, model=model)
 
 
 def test_uris_are_listed_and_read_through_pyarrow_fs(tmp_path, astronaut):

@@ -35,17 +35,29 @@ def _as_from_a_terminal() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+def _signal_state(pid: int) -> str:
+    """The process's signal masks from /proc (blocked, ignored, caught), for a failure message."""
+    try:
+        return " ".join(line.replace("\t", "=") for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                        if line.startswith(("SigBlk", "SigIgn", "SigCgt", "Threads")))
+    except OSError as exc:
+        return f"(no /proc status: {exc})"
+
+
 def run_until(cmd: list[str], journal: Path, chunks: int, sig: int) -> tuple[subprocess.Popen, str]:
-    """Start a scan; send ``sig`` once its journal holds ``chunks`` finished chunks; (process, stderr)."""
+    """Start a scan; send ``sig`` once its journal holds ``chunks`` finished chunks; (process, stderr and,
+    when nothing came on stderr, the child's signal masks at the time of sending)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal)  # noqa: PLW1509 (two async-signal-safe calls)
     deadline = time.time() + 300
+    state = "(not sent)"
     while proc.poll() is None and time.time() < deadline:
         if journal.is_file() and journal.read_text(errors="replace").count("\n") >= 1 + chunks:
+            state = _signal_state(proc.pid)
             proc.send_signal(sig)
             break
         time.sleep(0.01)
     _, err = proc.communicate(timeout=300)
-    return proc, err or "(nothing on stderr)"
+    return proc, err or f"(nothing on stderr; rc {proc.returncode}; child's signal state when sent: {state})"
 
 
 @pytest.fixture(scope="module")
