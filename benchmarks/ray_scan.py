@@ -5,8 +5,9 @@
 
 Reported, for the local scan (scan.scan + Parquet, default workers) and for Ray Data on a local cluster
 of this machine's cores (ray_scan.ray_scan) with each plan of ``--plans``: ``default`` (on a CPU-only
-cluster, one actor per CPU that finds and scores faces), ``split`` (face actors and one separate
-scoring actor, the plan before 0.3), ``split2`` (two face actors sharing a CPU, one scoring actor):
+cluster, one actor per CPU that finds and scores faces), ``one`` (one such actor: how the rate scales
+with actors), ``split`` (face actors and one
+separate scoring actor: the GPU plan's shape, and the CPU plan before issue #13's last change), ``split2`` (two face actors sharing a CPU, one scoring actor):
 wall time and images/s for the whole job (Ray: with its actors starting, loading the model and
 building the ONNX graph), images/s once running (from the first part written to the last: the rate
 a long job runs at), and the Ray/local ratio (issue #13's target: >= 0.85). Ray's cluster start is
@@ -45,7 +46,7 @@ def local_run(files: list[Path], det: DeepfakeModel, config: ScanConfig, out: Pa
     return wall, sum(n for _, n in done[1:]) / max(done[-1][0] - done[0][0], 1e-9)
 
 
-PLANS = {"default": {}, "split": {"scorers": 1}, "split2": {"scorers": 1, "face_actors": 2}}
+PLANS = {"default": {}, "one": {"face_actors": 1}, "split": {"scorers": 1}, "split2": {"scorers": 1, "face_actors": 2}}
 
 
 class ActorMemory(threading.Thread):
@@ -53,7 +54,7 @@ class ActorMemory(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.peak = {"ScanParts": 0.0, "FindFaces": 0.0, "ScoreParts": 0.0}
+        self.peak = {"ScanParts": 0.0, "FindFaces": 0.0, "ScoreParts": 0.0, "ReadParts": 0.0, "WriteParts": 0.0}
         self.running = True
 
     def run(self) -> None:

@@ -168,8 +168,8 @@ def scan(
     workers: int = typer.Option(0, "--workers", min=0, help="Threads decoding and detecting ahead of scoring, one image each (0: one per CPU core)."),
     files_from: Optional[Path] = typer.Option(None, "--files-from", help="Also scan the files (or folders, URIs) listed in this file, one per line."),
     ray_at: Optional[str] = typer.Option(None, "--ray", help="Scan on Ray Data: local (a cluster on this machine), auto (the cluster `ray start` joined) or its ADDRESS. Needs --parquet OUT (a folder)."),
-    ray_actors: int = typer.Option(0, "--ray-actors", min=0, help="With --ray: face-finding actors (0: one per CPU left after scoring)."),
-    ray_scorers: int = typer.Option(0, "--ray-scorers", min=0, help="With --ray: scoring actors (0: one per GPU; without GPUs 43 % of the CPUs)."),
+    ray_actors: int = typer.Option(0, "--ray-actors", min=0, help="With --ray: face-finding actors (0: one per CPU not given to a scoring actor; where there are no scoring actors, they score too)."),
+    ray_scorers: int = typer.Option(0, "--ray-scorers", min=0, help="With --ray: separate scoring actors (0: one per GPU; without GPUs none, the face actors score)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Score every face in every image: box, score, p-value, verdict."""

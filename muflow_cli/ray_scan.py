@@ -357,12 +357,13 @@ class FindFaces:
         self.args = (card.crop.size, card.crop.context, config.max_faces, None, False, config.aligned)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out = []
-        for row in batch.to_pylist():
-            results = [self._one(os.fsdecode(p), n, d, e) for p, n, d, e in zip(row["paths"], row["shown"], row["data"], row["error"])]
-            out.append({"part": row["part"], "name": row["name"], "paths": row["paths"], "shown": row["shown"], "identities": row["identities"],
-                        "faces": pack_faces(results)})
+        out = [{"part": row["part"], "name": row["name"], "paths": row["paths"], "shown": row["shown"], "identities": row["identities"],
+                "faces": pack_faces(self.find(row))} for row in batch.to_pylist()]
         return pa.Table.from_pylist(out, schema=_FACES_SCHEMA)
+
+    def find(self, row: dict) -> list[FileFaces]:
+        """The face-finding results of one part's files, in order."""
+        return [self._one(os.fsdecode(p), n, d, e) for p, n, d, e in zip(row["paths"], row["shown"], row["data"], row["error"])]
 
     def _one(self, path: str, shown: str, data: bytes | None, error: str | None) -> FileFaces:
         if error is not None:
@@ -435,10 +436,7 @@ class ScanParts(FindFaces):
         self.schema = arrow_schema(self.model.layer_names)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out = []
-        for row in batch.to_pylist():
-            results = [self._one(os.fsdecode(p), n, d, e) for p, n, d, e in zip(row["paths"], row["shown"], row["data"], row["error"])]
-            out.append(score_part(row, results, self.model, self.config, self.settings, self.schema))
+        out = [score_part(row, self.find(row), self.model, self.config, self.settings, self.schema) for row in batch.to_pylist()]
         return pa.Table.from_pylist(out, schema=_SCORED_SCHEMA)
 
 
