@@ -6,8 +6,8 @@
 Reported, for the local scan (scan.scan + Parquet, default workers) and for Ray Data on a local cluster
 of this machine's cores (ray_scan.ray_scan) with each plan of ``--plans``: ``default`` (on a CPU-only
 cluster, one actor per CPU that finds and scores faces), ``one`` (one such actor: how the rate scales
-with actors), ``split`` (face actors and one
-separate scoring actor: the GPU plan's shape, and the CPU plan before issue #13's last change), ``split2`` (two face actors sharing a CPU, one scoring actor):
+with actors), ``split`` (face actors and one separate scoring actor: the GPU plan's shape, and the CPU
+plan before issue #13's last change), ``split2`` (two face actors sharing a CPU, one scoring actor):
 wall time and images/s for the whole job (Ray: with its actors starting, loading the model and
 building the ONNX graph), images/s once running (from the first part written to the last: the rate
 a long job runs at), and the Ray/local ratio (issue #13's target: >= 0.85). Ray's cluster start is

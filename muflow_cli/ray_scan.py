@@ -384,8 +384,7 @@ def load_scoring_model(model: str | None, backbone_weights: str | None, device: 
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
     loaded = DeepfakeModel.load(model, backbone_weights=backbone_weights).to(device).use_engine(engine)
-    if loaded.engine.name == "onnx":
-        loaded.engine.set_spinning(False)  # other actors share this node's cores
+    loaded.engine.set_spinning(False)  # other actors share this node's cores (torch's engine: nothing to set)
     return loaded
 
 
@@ -488,17 +487,12 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-# Share of a CPU-only scan's work that is scoring, from docs/performance.md (one thread each, 1,000 photos,
-# 3.52 faces per photo): finding faces 1/12.9 = 0.078 core-s per image, scoring 3.52/59.2 = 0.059 core-s.
-# It moves with the faces per photo, which is why CPU-only clusters get actors that do both (ScanParts).
-SCORE_SHARE = 0.059 / (0.059 + 0.078)
-
-
 def plan(cpus: float, gpus: float, device: str = "auto", face_actors: int = 0, scorers: int = 0) -> RayPlan:
     """Actors and resources from the cluster's totals.
 
     GPUs (and ``device`` not cpu): one scoring actor per GPU (with a CPU to feed it); the other CPUs
-    find faces. CPU only: one actor per CPU that finds and scores faces (ScanParts), unless ``scorers``
+    find faces. CPU only: one actor per CPU that finds and scores faces (ScanParts: scoring's share of the
+    work moves with the faces per photo, 43 % at 3.52, 18 % at 1; docs/scale.md), unless ``scorers``
     asks for separate scoring actors (each then gets a CPU while they fit in half the CPUs). Asking for
     more actors than fit makes them share the CPUs (fractional requests), as the local scan's threads
     share the cores.
