@@ -18,8 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from muflow_cli.deepfake_model import DeepfakeModel
-from muflow_cli.faces import FaceDetector, aligned_face, aligned_landmarks, similarity
+from muflow_cli.faces.align import aligned_face, aligned_landmarks, similarity
+from muflow_cli.faces.detect import FaceDetector
+from muflow_cli.model.deepfake_model import DeepfakeModel
 
 CONVENTIONS = [("muflow", 256), ("muflow", 512), ("arcface", 112), ("ffhq", 512)]
 

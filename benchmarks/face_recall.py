@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from muflow_cli.faces import FaceDetector  # noqa: E402
+from muflow_cli.faces.detect import FaceDetector  # noqa: E402
 
 MARGINS = (1.0, 1.15, 1.3, 1.6, 2.0, 3.0)
 BIG_SIZES = (64, 128, 256, 512, 1024)
@@ -171,7 +171,11 @@ def run(cases: list[dict], kinds: tuple[str, ...], repeat: int) -> dict:
                 dt = time.perf_counter() - t
                 f, n, fp = judge(c, faces)
                 a = acc[c["group"]]
-                a[0] += f; a[1] += n; a[2] += fp; a[3] += 1; a[4] += dt
+                a[0] += f
+                a[1] += n
+                a[2] += fp
+                a[3] += 1
+                a[4] += dt
             results[f"{kind} {cfg}"] = dict(groups={g: dict(found=a[0], targets=a[1], false=a[2], images=a[3], seconds=a[4]) for g, a in acc.items()})
             print(f"done {kind} {cfg}", file=sys.stderr)
         for cfg, seconds in photo_times(kind, repeat).items():

@@ -16,21 +16,20 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from muflow_cli.fit import FitConfig, _features, collect_faces
-from muflow_cli.features import create_feature_extractor
-from muflow_cli.model import MuFlowModel
+from muflow_cli.nn.features import create_feature_extractor
+from muflow_cli.nn.flow_model import MuFlowModel
+from muflow_cli.nn.training import train_step
+from muflow_cli.pipelines.fit import FitConfig, cache_features, collect_faces
 
 
 def epoch(model, batches, opt) -> float:
     t = time.perf_counter()
     for feats in batches():
-        loss = model([f.float() for f in feats])["score"].mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, feats, opt)  # the fit's step
     return time.perf_counter() - t
 
 
@@ -49,12 +48,12 @@ def main() -> int:
     n, b = len(crops), args.batch
 
     t = time.perf_counter()
-    cache = _features(backbone, crops, b, "features", progress=False)
+    cache = cache_features(backbone, crops, FitConfig(batch_size=b, cache="memory"), progress=False)
     t_cache = time.perf_counter() - t
 
     def cached():
         for s in range(0, n, b):
-            yield [c[s : s + b] for c in cache]
+            yield cache.get(np.arange(s, min(s + b, n)), torch.device("cpu"))
 
     def rerun():
         for s in range(0, n, b):
@@ -73,7 +72,7 @@ def main() -> int:
     f_flows = fc.get_total_flops()
     predicted = (f_backbone + f_flows) / f_flows
     print(f"{n} faces, batch {b}: feature cache built once in {t_cache:.1f} s "
-          f"({sum(c.numel() * 2 for c in cache) / n / 1024:.0f} KiB/face in float16)")
+          f"({cache.bytes_per_face / 1024:.0f} KiB/face in float16)")
     print(f"epoch on cached features {t_cached:.1f} s; re-running the backbone {t_rerun:.1f} s; "
           f"speed-up {t_rerun / t_cached:.2f}x (FLOP counts predict {predicted:.2f}x: backbone "
           f"{f_backbone / 1e9:.2f} GFLOP, flows fwd+bwd {f_flows / 1e9:.2f} GFLOP per face)")

@@ -12,7 +12,7 @@ The faces under the folder are split once by folder (person, photo or video), se
 quarter of the folders are the evaluation faces, never fitted on. From the rest, each fit
 set is drawn (seeded): ``small`` (``--small`` faces, about what a 24-photo folder gives after
 its calibration split) and ``medium`` (all the rest). For a set, the fit's stages run once —
-average faces, Gaussian targets, the float16 feature cache — and then ``fit._train`` (what
+average faces, Gaussian targets, the float16 feature cache — and then ``fit_training.train_flows`` (what
 ``muflow fit`` runs, cosine schedule over the given epochs) trains fresh flows for each
 epoch count, same seed, on the same cache. Each row is one such training.
 """
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from muflow_cli.averages import average_faces, default_average_plan
-from muflow_cli.features import create_feature_extractor
-from muflow_cli.fit import FitConfig, FitReport, Rows, _features, _train, collect_faces, default_epochs, model_for, split_by_group
-from muflow_cli.target import GaussianTarget
+from muflow_cli.nn.averages import average_faces, default_average_plan
+from muflow_cli.nn.features import create_feature_extractor
+from muflow_cli.nn.target import GaussianTarget
+from muflow_cli.pipelines.fit import FitConfig, FitReport, Rows, cache_features, collect_faces, default_epochs, model_for, split_by_group, train_flows
 
 
 @torch.no_grad()
@@ -83,13 +83,13 @@ def main() -> int:
         idx = np.sort(np.random.default_rng(args.seed).permutation(pool)[:n])
         fit_crops = Rows(crops, idx)
         targets = fit_targets(backbone, fit_crops, np.random.default_rng(args.seed), config.batch_size)
-        cache = _features(backbone, fit_crops, config, False)
+        cache = cache_features(backbone, fit_crops, config, False)
         for epochs in args.epochs:
             torch.manual_seed(args.seed)
-            report = FitReport(fit_faces=n)
+            report = FitReport(fit_faces=n, epochs=epochs)
             cfg = FitConfig(**{**config.__dict__, "epochs": epochs})
-            model = _train(model_for(backbone, targets, cfg.flow, torch.device("cpu")), cache, cfg, report,
-                           np.random.default_rng(args.seed), torch.device("cpu"), False)
+            model = train_flows(model_for(backbone, targets, cfg.flow, torch.device("cpu")), cache, cfg, report,
+                                np.random.default_rng(args.seed), torch.device("cpu"), False)
             s = scores(backbone, model, eval_crops)
             row = {"set": name, "fit_faces": n, "epochs": epochs, "default": epochs == default_epochs(n),
                    "steps": epochs * -(-n // cfg.batch_size), "train_s": report.seconds["training"],

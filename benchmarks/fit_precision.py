@@ -22,8 +22,8 @@ from fit_epochs import fit_targets, scores
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from muflow_cli.features import create_feature_extractor
-from muflow_cli.fit import FitConfig, FitReport, Rows, _features, _train, collect_faces, model_for, split_by_group
+from muflow_cli.nn.features import create_feature_extractor
+from muflow_cli.pipelines.fit import FitConfig, FitReport, Rows, cache_features, collect_faces, model_for, split_by_group, train_flows
 
 
 def main() -> int:
@@ -43,7 +43,7 @@ def main() -> int:
     fit_crops, eval_crops = Rows(crops, idx), crops[held]
     backbone = create_feature_extractor()
     targets = fit_targets(backbone, fit_crops, np.random.default_rng(0), config.batch_size)
-    cache = _features(backbone, fit_crops, config, False)
+    cache = cache_features(backbone, fit_crops, config, False)
     print(f"{files} files; {len(idx)} fit faces, {len(eval_crops)} held-out reals, {len(fakes)} DCGAN faces; "
           f"{args.epochs} epochs, batch {config.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     runs = {}
@@ -51,8 +51,8 @@ def main() -> int:
         torch.manual_seed(seed)
         cfg = FitConfig(**{**config.__dict__, "precision": precision, "seed": seed})
         report = FitReport(fit_faces=len(idx), epochs=args.epochs, precision=precision)
-        model = _train(model_for(backbone, targets, cfg.flow, torch.device("cpu")), cache, cfg, report,
-                       np.random.default_rng(seed), torch.device("cpu"), False)
+        model = train_flows(model_for(backbone, targets, cfg.flow, torch.device("cpu")), cache, cfg, report,
+                            np.random.default_rng(seed), torch.device("cpu"), False)
         real, fake = scores(backbone, model, eval_crops), scores(backbone, model, fakes)
         auc = roc_auc_score(np.r_[np.zeros(len(real)), np.ones(len(fake))], np.r_[real, fake])
         runs[name] = (real, auc, report.seconds["training"], report.losses[-1])
@@ -61,7 +61,8 @@ def main() -> int:
     for name, (real, auc, secs, loss) in runs.items():
         print(f"| {name} | {secs:.0f} | {loss:.4f} | {real.mean():.4f} | {real.std():.4f} | {auc:.3f} |")
     base = runs["fp32, seed 0"]
-    print("\n| against fp32, seed 0 | Δ held-out mean | Δ held-out std | Spearman ρ of held-out scores | largest |Δ score| | Δ AUC |\n|---|---|---|---|---|---|")
+    print("\n| against fp32, seed 0 | Δ held-out mean | Δ held-out std | Spearman ρ of held-out scores | largest |Δ score| | Δ AUC |")
+    print("|---|---|---|---|---|---|")
     for name in ("bf16, seed 0", "fp32, seed 1"):
         real, auc = runs[name][:2]
         print(f"| {name} | {real.mean() - base[0].mean():+.4f} | {real.std() - base[0].std():+.4f} | "

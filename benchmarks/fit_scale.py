@@ -29,7 +29,7 @@ def real_crops() -> np.ndarray:
     """The default data's aligned fit crops (computed once, kept as a plain .npy)."""
     if CROPS.is_file():
         return np.load(CROPS, allow_pickle=False)
-    from muflow_cli.fit import FitConfig, collect_faces
+    from muflow_cli.pipelines.fit import FitConfig, collect_faces
 
     crops, _, _, _ = collect_faces([Path("data/fit")], FitConfig(), progress=False)
     CROPS.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ class MemorySampler(threading.Thread):
 def one(n: int, epochs: int, cache: str) -> dict:
     import torch
 
-    from muflow_cli.fit import FitConfig, fit_crops
+    from muflow_cli.pipelines.fit import FitConfig, fit_crops
 
     torch.set_num_threads(2)
     crops = augmented(real_crops(), n)
@@ -95,14 +95,16 @@ def one(n: int, epochs: int, cache: str) -> dict:
 
 def collect_speed(folder: Path) -> None:
     """Face collection of `muflow fit`: the worker pool vs one detector using every core (0.1's way)."""
-    from muflow_cli.faces import FaceDetector, faces_in_file
-    from muflow_cli.fit import FitConfig, collect_faces
-    from muflow_cli.images import iter_image_files
+    from muflow_cli.faces.detect import FaceDetector
+    from muflow_cli.faces.options import FaceFinding
+    from muflow_cli.faces.stage import faces_in_file
+    from muflow_cli.inputs.images import iter_image_files
+    from muflow_cli.pipelines.fit import FitConfig, collect_faces
 
     files = list(iter_image_files([folder]))
     t0 = time.perf_counter()
     fd = FaceDetector()
-    n_seq = sum(len(r.faces or []) for r in (faces_in_file(p, fd) for p in files))
+    n_seq = sum(len(r.faces or []) for r in (faces_in_file(p, fd, FaceFinding()) for p in files))
     t_seq = time.perf_counter() - t0
     t0 = time.perf_counter()
     crops, _, _, _ = collect_faces([folder], FitConfig(min_face_px=0), progress=False)

@@ -4,10 +4,10 @@
     python benchmarks/fit_step.py --variants today b32-cl  # a few of them
     python benchmarks/fit_step.py --compile                # also torch.compile (minutes of compilation)
 
-A step is what ``fit._train`` does per batch: read a batch of faces from a synthetic float16
-cache of the default model's shapes (24x64x64, 32x32x32, 96x16x16), flows forward, mean
-score, backward, grad-norm clip, Adam, cosine schedule. FLOPs per face (forward + backward)
-are counted with torch.utils.flop_counter; the peak is the best of ten 2048x2048 fp32 matmuls
+A step is what the fit's training (``nn.training.train_step``, then the schedule) does per batch:
+read a batch of faces from a synthetic float16 cache of the default model's shapes (24x64x64,
+32x32x32, 96x16x16), flows forward, mean score, backward, grad-norm clip, Adam, cosine schedule.
+FLOPs per face (forward + backward) are counted with torch.utils.flop_counter; the peak is the best of ten 2048x2048 fp32 matmuls
 in the same process, measured before and after. The machine is shared: the variants run
 round-robin (the order rotates each round), each round times every variant on the same
 faces, and the table gives medians over rounds of faces/s and of the ratio to ``today``
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from muflow_cli.cache import FeatureCache
-from muflow_cli.model import MuFlowModel
-from muflow_cli.target import GaussianTarget
+from muflow_cli.nn.feature_cache import FeatureCache
+from muflow_cli.nn.flow_model import MuFlowModel
+from muflow_cli.nn.target import GaussianTarget
 
 CHANNELS = [24, 32, 96]
 SHAPES = [(24, 64, 64), (32, 32, 32), (96, 16, 16)]

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from muflow_cli.fit import FitConfig, fit
-from muflow_cli.scan import ScanConfig, scan
+from muflow_cli.pipelines.fit import FitConfig, fit
+from muflow_cli.pipelines.scan import ScanConfig, scan
 
 FRAME_FOLDERS = ("fer_video", "pyfeat_video", "ckplus")
 

@@ -31,11 +31,13 @@ import onnxruntime as ort
 import pandas as pd
 import torch
 
-from muflow_cli.deepfake_model import DeepfakeModel
-from muflow_cli.faces import FaceStage, align, default_workers, faces_in_file
-from muflow_cli.images import iter_image_files, read_image
-from muflow_cli.scan import ScanConfig, scan
-from muflow_cli.tables import write_table
+from muflow_cli.faces.align import align
+from muflow_cli.faces.options import FaceFinding
+from muflow_cli.faces.stage import FaceStage, default_workers, faces_in_file
+from muflow_cli.inputs.images import iter_image_files, read_image
+from muflow_cli.model.deepfake_model import DeepfakeModel
+from muflow_cli.outputs.tables import write_table
+from muflow_cli.pipelines.scan import ScanConfig, scan
 
 SOURCES = ["data/fit/dlib_photos", "data/fit/pyfeat_photos", "data/heldout"]
 LONG_SIDES = (480, 800, 1280, 1920)
@@ -59,7 +61,7 @@ def make_photos(out: Path, n: int) -> list[Path]:
 
 def stage_shares(det: DeepfakeModel, files: list[Path]) -> dict[str, float]:
     """Seconds per stage, one thread each, over ``files``."""
-    fd = det.card.face_detector.build(threads=1)
+    fd = det.card.face_detector.factory(FaceFinding())()
     t = dict.fromkeys(["decode", "detection", "alignment", "scoring", "writing"], 0.0)
     crops, rows = [], []
     for p in files:
@@ -104,10 +106,10 @@ def timed_scan(det: DeepfakeModel, folder: Path, config: ScanConfig) -> tuple[fl
 
 def sequential_scan(det: DeepfakeModel, files: list[Path], chunk: int) -> float:
     """muflow 0.1's schedule: detect a chunk (one detector, every core), then score it."""
-    fd = det.card.face_detector.build()
+    fd = det.card.face_detector.factory(FaceFinding(), threads=0)()
     t0 = time.perf_counter()
     for i in range(0, len(files), chunk):
-        crops = [f.crop for p in files[i : i + chunk] for f in (faces_in_file(p, fd, det.crop_size, det.context).faces or [])]
+        crops = [f.crop for p in files[i : i + chunk] for f in (faces_in_file(p, fd, FaceFinding(), det.crop_size, det.context).faces or [])]
         if crops:
             det.score(np.stack(crops), batch_size=8)
     return time.perf_counter() - t0
@@ -116,7 +118,7 @@ def sequential_scan(det: DeepfakeModel, files: list[Path], chunk: int) -> float:
 def stages_alone(det: DeepfakeModel, files: list[Path], workers: int) -> tuple[float, float, int]:
     """Seconds for decode + detect + align of ``files`` on the scan's worker pool, seconds to score
     all their faces (batch 8), and the number of faces."""
-    with FaceStage(lambda: det.card.face_detector.build(threads=1), det.crop_size, det.context, workers=workers) as stage:
+    with FaceStage(FaceFinding(), det.card.face_detector.factory(FaceFinding()), det.crop_size, det.context, workers=workers) as stage:
         t0 = time.perf_counter()
         results = [f.result() for f in stage.submit(files)]
         t_faces = time.perf_counter() - t0

@@ -4,7 +4,7 @@
     python benchmarks/ray_scan.py --n 300            # makes data/ray_photos (copies of them, 480-1920 px) once
 
 Reported, for the local scan (scan.scan + Parquet, default workers) and for Ray Data on a local cluster
-of this machine's cores (ray_scan.ray_scan) with each plan of ``--plans``: ``default`` (on a CPU-only
+of this machine's cores (pipelines.ray.driver.ray_scan) with each plan of ``--plans``: ``default`` (on a CPU-only
 cluster, one actor per CPU that finds and scores faces), ``one`` (one such actor: how the rate scales
 with actors), ``split`` (face actors and one separate scoring actor: the GPU plan's shape, and the CPU
 plan before issue #13's last change), ``split2`` (two face actors sharing a CPU, one scoring actor):
@@ -30,9 +30,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from pipeline import make_photos  # noqa: E402
 
-from muflow_cli import ray_scan  # noqa: E402
-from muflow_cli.deepfake_model import DeepfakeModel  # noqa: E402
-from muflow_cli.scan import ScanConfig, scan  # noqa: E402
+from muflow_cli.model.deepfake_model import DeepfakeModel  # noqa: E402
+from muflow_cli.pipelines.ray import driver  # noqa: E402
+from muflow_cli.pipelines.scan import ScanConfig, scan  # noqa: E402
 
 
 def local_run(files: list[Path], det: DeepfakeModel, config: ScanConfig, out: Path) -> tuple[float, float]:
@@ -78,7 +78,7 @@ def ray_run(files: list[Path], det: DeepfakeModel, config: ScanConfig, out: Path
     memory = ActorMemory()
     memory.start()
     t0 = time.perf_counter()
-    result = ray_scan.ray_scan([str(f) for f in files], str(out), None, config, progress=False, model=det, **options)
+    result = driver.ray_scan([str(f) for f in files], str(out), None, config, progress=False, model=det, **options)
     wall = time.perf_counter() - t0
     memory.running = False
     print(f"<!-- peak RSS per actor, MiB: { {k: round(v) for k, v in memory.peak.items() if v} } -->", flush=True)
@@ -116,7 +116,7 @@ def main() -> int:
             print(f"| local scan ({cores} workers) | threads | {wall:.1f} | {len(files) / wall:.1f} | {running:.1f} |", flush=True)
             if not ray_started:
                 t0 = time.perf_counter()
-                ray_scan.connect("local", quiet=True)
+                driver.connect("local", quiet=True)
                 print(f"| (Ray cluster start: ray.init, {cores} CPUs) | | {time.perf_counter() - t0:.1f} | | |", flush=True)
                 ray_started = True
             for name in args.plans:

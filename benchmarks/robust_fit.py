@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from muflow_cli.evaluate import EvalConfig, evaluate
-from muflow_cli.fit import FitConfig, fit
-from muflow_cli.perturb import parse
+from muflow_cli.inputs.perturb import parse
+from muflow_cli.pipelines.evaluate import EvalConfig, evaluate
+from muflow_cli.pipelines.fit import FitConfig, fit
 
 
 def split_folders(fit_root: Path, out: Path, seed: int = 0) -> tuple[Path, Path]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from muflow_cli.deepfake_model import DeepfakeModel
-from muflow_cli.scan import ScanConfig, scan
+from muflow_cli.model.deepfake_model import DeepfakeModel
+from muflow_cli.pipelines.scan import ScanConfig, scan
 
 
 def main() -> int:

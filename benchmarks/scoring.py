@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from muflow_cli.deepfake_model import DeepfakeModel
-from muflow_cli.engine import OnnxEngine, TorchEngine, max_relative_gap
-from muflow_cli.features import FeatureExtractor, backbone_card
-from muflow_cli.model import FlowConfig, MuFlowModel
-from muflow_cli.score import layer_nll
+from muflow_cli.model.deepfake_model import DeepfakeModel
+from muflow_cli.model.engines.onnx_engine import OnnxEngine, TorchEngine, max_relative_gap
+from muflow_cli.nn.config import FlowConfig
+from muflow_cli.nn.features import FeatureExtractor, backbone_card
+from muflow_cli.nn.flow_model import MuFlowModel
+from muflow_cli.nn.nll import layer_nll
 
 
 def matmul_peak(device: torch.device, n: int = 2048, reps: int = 10) -> float:

@@ -16,13 +16,17 @@ Prints each way's median wall time, warm / today (issue #14's target: <= 25 %), 
 the three CSVs are byte-identical. Then, once per way, the same steps timed inside one process
 (``--phases``): imports (what the command imports before it loads a model), timm's import (done by
 the model load when it builds the backbone, never on the warm way; it pulls in torch, torchvision and
-torch._dynamo), model load, engine build, face detection (detector set-up included), scoring; and
-whether the process imported torch at all. Default image: insightface's ``data/images/t1.jpg`` (6 faces).
+torch._dynamo), model load, engine build, detector load (the face detector's ONNX session; SCRFD's
+patched graph, from the cache or patched with onnx), face detection, scoring; and whether the process
+imported torch and onnx at all. Each phase's time leaves out the import of onnx (``onnx``, by whichever
+phase imports it first: insightface, or the SCRFD graph patch), which gets its own column, the first
+in a row. Default image: insightface's ``data/images/t1.jpg`` (6 faces).
 """
 
 from __future__ import annotations
 
 import argparse
+import builtins
 import importlib.util
 import json
 import os
@@ -35,7 +39,8 @@ import time
 from pathlib import Path
 
 WAYS = ("today", "cold", "warm")
-PHASES = ("imports", "timm import", "model load", "engine build", "detection", "scoring")
+PHASES = ("imports", "timm import", "model load", "engine build", "detector load", "detection", "scoring")
+COLUMNS = ("onnx import",) + PHASES
 
 
 def default_image() -> Path:
@@ -74,34 +79,72 @@ def timed_scan(image: Path, out: Path, env: dict[str, str]) -> tuple[float, floa
     return wall, (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
 
 
+class OnnxImportClock:
+    """Seconds spent importing the ``onnx`` package (and its submodules), whoever imports it: wraps
+    ``__import__`` (what an ``import`` statement calls), counting the outermost onnx import only."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._depth = 0
+        self._real = builtins.__import__
+        builtins.__import__ = self._import
+
+    def _import(self, name, *args, **kwargs):
+        if name.partition(".")[0] != "onnx" or self._depth:
+            return self._real(name, *args, **kwargs)
+        self._depth += 1
+        start = time.perf_counter()
+        try:
+            return self._real(name, *args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self._depth -= 1
+
+
 def phases(image: Path, way: str) -> dict[str, float]:
-    """The scan's steps, timed in this (fresh) process, the way `muflow scan` runs them."""
+    """The scan's steps, timed in this (fresh) process, the way `muflow scan` runs them; each without the
+    time spent importing onnx, reported as "onnx import" (with the phases that imported it)."""
+    clock = OnnxImportClock()
     t = [time.perf_counter()]
+    onnx = [0.0]
     import numpy as np
 
     import muflow_cli.cli  # noqa: F401  (what the command imports before it loads anything)
-    from muflow_cli.deepfake_model import DeepfakeModel
-    from muflow_cli.faces import faces_in_file
-    from muflow_cli.scan import ScanConfig  # noqa: F401
+    from muflow_cli.faces.options import FaceFinding
+    from muflow_cli.faces.stage import faces_in_file
+    from muflow_cli.model.deepfake_model import DeepfakeModel
+    from muflow_cli.pipelines.scan import ScanConfig  # noqa: F401
 
     t.append(time.perf_counter())
+    onnx.append(clock.seconds)
     if way != "warm":
         import timm  # noqa: F401  (imported by the model load when it builds the backbone)
 
     t.append(time.perf_counter())
+    onnx.append(clock.seconds)
     det = DeepfakeModel.load()
     t.append(time.perf_counter())
+    onnx.append(clock.seconds)
     engine = det.engine
     engine.set_spinning(False)
     t.append(time.perf_counter())
-    found = faces_in_file(image, det.card.face_detector.build(threads=1), det.crop_size, det.context)
+    onnx.append(clock.seconds)
+    detector = det.card.face_detector.factory(FaceFinding())()
     t.append(time.perf_counter())
+    onnx.append(clock.seconds)
+    found = faces_in_file(image, detector, FaceFinding(), det.crop_size, det.context)
+    t.append(time.perf_counter())
+    onnx.append(clock.seconds)
     scores = det.score(np.stack([f.crop for f in found.faces]), batch_size=8)["score"]
     det.calibration.p_values(scores)
     t.append(time.perf_counter())
-    out = {name: b - a for name, a, b in zip(PHASES, t, t[1:])}
+    onnx.append(clock.seconds)
+    out: dict = {name: (b - a) - (ob - oa) for name, a, b, oa, ob in zip(PHASES, t, t[1:], onnx, onnx[1:])}
+    out["onnx import"] = clock.seconds
+    out["onnx imported by"] = "+".join(name for name, oa, ob in zip(PHASES, onnx, onnx[1:]) if ob > oa) or "-"
     out["graph from"] = engine.source if engine.name == "onnx" else engine.name
     out["torch"] = "torch" in sys.modules
+    out["onnx"] = "onnx" in sys.modules
     return out
 
 
@@ -152,10 +195,10 @@ def main() -> int:
         print(f"  warm / reference = {med['warm'] / med['reference']:.0%} wall, {med_cpu['warm'] / med_cpu['reference']:.0%} CPU")
     print(f"  CSV tables of all ways byte-identical: {identical}")
     print("time split inside one process (s):")
-    print(f"  {'':>5}  " + "  ".join(f"{n:>12}" for n in PHASES) + "  graph from  torch imported")
+    print(f"  {'':>5}  " + "  ".join(f"{n:>13}" for n in COLUMNS) + "  graph from  torch imported  onnx imported by")
     for way in WAYS:
-        print(f"  {way:>5}  " + "  ".join(f"{split[way][n]:12.2f}" for n in PHASES)
-              + f"  {split[way]['graph from']:>10}  {'yes' if split[way]['torch'] else 'no'}")
+        print(f"  {way:>5}  " + "  ".join(f"{split[way][n]:13.2f}" for n in COLUMNS)
+              + f"  {split[way]['graph from']:>10}  {'yes' if split[way]['torch'] else 'no':>14}  {split[way]['onnx imported by']}")
     return 0 if identical else 1
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import cv2
 
-from muflow_cli.deepfake_model import DeepfakeModel
-from muflow_cli.video import sample_frames
-from muflow_cli.video_scan import VideoConfig, scan_videos
+from muflow_cli.inputs.video import sample_frames
+from muflow_cli.model.deepfake_model import DeepfakeModel
+from muflow_cli.pipelines.video_scan import VideoConfig, scan_videos
 
 
 def registry_videos(cache: Path, dest: Path) -> list[Path]:

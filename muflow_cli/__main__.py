@@ -1,3 +1,3 @@
-from .cli import app
+from muflow_cli.cli import app
 
 app(prog_name="muflow")

@@ -1,10 +1,10 @@
 """The names users choose from, in one light module: the library checks against them and the CLI
 builds its choices from them, without importing torch to show ``--help``."""
 
-TAILS = ("two", "upper")  # score.py: two-sided or upper-tail conformal p-values
-ENGINES = ("auto", "torch", "onnx")  # engine.py
-CACHE_PLACES = ("auto", "memory", "disk")  # cache.py: where fit's feature cache lives
-FACE_DETECTORS = ("scrfd", "yunet")  # faces.py
-ALIGNED_CONVENTIONS = ("muflow", "arcface", "ffhq")  # faces.py: pre-aligned crop conventions
-GROUP_BY = ("auto", "file", "folder")  # files.py: how faces are grouped for calibration splits
-PRECISIONS = ("auto", "fp32", "bf16")  # fit.py: the flows' training precision (scoring is always fp32)
+TAILS = ("two", "upper")  # stats/conformal.py: two-sided or upper-tail conformal p-values
+ENGINES = ("auto", "torch", "onnx")  # model/engines/choose.py
+CACHE_PLACES = ("auto", "memory", "disk")  # nn/feature_cache.py: where fit's feature cache lives
+FACE_DETECTORS = ("scrfd", "yunet")  # faces/detect.py
+ALIGNED_CONVENTIONS = ("muflow", "arcface", "ffhq")  # faces/align.py: pre-aligned crop conventions
+GROUP_BY = ("auto", "file", "folder")  # inputs/files.py: how faces are grouped for calibration splits
+PRECISIONS = ("auto", "fp32", "bf16")  # pipelines/fit.py: the flows' training precision (scoring is always fp32)

@@ -14,8 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-
-from .errors import MuflowError
+from muflow_cli.errors import MuflowError
 
 
 class WeightsError(MuflowError):

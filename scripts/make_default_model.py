@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from default_data import fit_set
 
-from muflow_cli.calibrate import CalibrateConfig, calibrate
-from muflow_cli.fit import FitConfig, fit
+from muflow_cli.pipelines.calibrate import CalibrateConfig, calibrate
+from muflow_cli.pipelines.fit import FitConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_CALIBRATION = 200

@@ -47,7 +47,7 @@ def astronaut() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def face_detector():
-    from muflow_cli.faces import FaceDetector
+    from muflow_cli.faces.detect import FaceDetector
 
     return FaceDetector("scrfd")
 
@@ -55,7 +55,7 @@ def face_detector():
 @pytest.fixture(scope="session")
 def default_detector():
     """The bundled demonstration model (a DeepfakeModel)."""
-    from muflow_cli.deepfake_model import DeepfakeModel
+    from muflow_cli.model.deepfake_model import DeepfakeModel
 
     return DeepfakeModel.load()
 
@@ -99,8 +99,8 @@ FAST_FIT = ["--crop-size", "128", "--epochs", "2", "--flow-steps", "2", "--avera
 
 def fast_fit_config(**changes):
     """The Python API's twin of FAST_FIT: a model in seconds (128-px crops, 2 flow steps, 2 epochs)."""
-    from muflow_cli.fit import FitConfig
-    from muflow_cli.model import FlowConfig
+    from muflow_cli.nn.config import FlowConfig
+    from muflow_cli.pipelines.fit import FitConfig
 
     return FitConfig(**{"crop_size": 128, "epochs": 2, "flow": FlowConfig(steps=2), "averages": 16, "batch_size": 8, "group_by": "file", **changes})
 
@@ -108,7 +108,7 @@ def fast_fit_config(**changes):
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory, real_folder):
     """A model fitted here in seconds on ``real_folder`` through the Python API; the path of its bundle."""
-    from muflow_cli.fit import fit
+    from muflow_cli.pipelines.fit import fit
 
     model, _ = fit([real_folder], fast_fit_config(), progress=False)
     return model.save(tmp_path_factory.mktemp("models") / "small.muflow")

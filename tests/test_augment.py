@@ -3,8 +3,8 @@
 import numpy as np
 from conftest import fast_fit_config
 
-from muflow_cli.augment import AugmentedRows, degrade
-from muflow_cli.fit import fit
+from muflow_cli.nn.augment import AugmentedRows, degrade
+from muflow_cli.pipelines.fit import fit
 
 
 def test_copies_follow_the_originals_and_are_the_same_every_time(astronaut):

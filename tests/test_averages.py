@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from muflow_cli.averages import average_faces, default_average_plan
+from muflow_cli.nn.averages import average_faces, default_average_plan
 
 
 def test_each_average_is_the_rounded_mean_of_k_distinct_crops():

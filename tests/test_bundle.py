@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from muflow_cli.bundle import CARD, ModelError, NotABundleError, read_bundle
-from muflow_cli.card import ModelCard
-from muflow_cli.deepfake_model import DeepfakeModel
-
+from muflow_cli.model.bundle import CARD, ModelError, NotABundleError, read_bundle
+from muflow_cli.model.card import ModelCard
+from muflow_cli.model.deepfake_model import DeepfakeModel
 
 FORMAT_1 = Path(__file__).parent / "data" / "format1.muflow"  # the bundled model of muflow 0.1.0, as it shipped
 
@@ -77,8 +76,8 @@ def test_save_never_replaces_a_folder_that_is_not_a_model(tmp_path, default_dete
 def test_the_bundled_model_holds_200_calibration_faces_whose_p_values_rank(t1_path):
     """The default model (scripts/make_default_model.py) is calibrated on >= 200 faces of folders it was not fitted on, so its
     smallest two-sided p-value is <= 0.01; the domain check is silent on its own calibration faces and on t1.jpg."""
-    from muflow_cli.bundle import default_model_path
-    from muflow_cli.scan import ScanConfig, scan
+    from muflow_cli.model.bundle import default_model_path
+    from muflow_cli.pipelines.scan import ScanConfig, scan
 
     card, tensors, _ = read_bundle(default_model_path())
     assert card.format == 2 and card.calibration.faces == len(tensors["calibration"]) >= 200

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from muflow_cli.cache import FeatureCache
+from muflow_cli.nn.feature_cache import FeatureCache
 
 
 def test_feature_cache_in_memory_and_on_disk_hold_the_same(tmp_path):

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from muflow_cli.calibrate import CalibrateConfig, CalibrateError, calibrate, heldout_fpr
 from muflow_cli.cli import app
-from muflow_cli.deepfake_model import DeepfakeModel
-from muflow_cli.scan import ScanConfig, scan
+from muflow_cli.model.deepfake_model import DeepfakeModel
+from muflow_cli.pipelines.calibrate import CalibrateConfig, CalibrateError, calibrate, heldout_fpr
+from muflow_cli.pipelines.scan import ScanConfig, scan
 
 runner = CliRunner()
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from muflow_cli.calibration import Calibration, verdict
 from muflow_cli.errors import ConfigError
+from muflow_cli.stats.calibration import Calibration, verdict
 
 
 def test_the_model_tail_holds_unless_another_is_asked_for():

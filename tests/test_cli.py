@@ -116,8 +116,10 @@ def test_weights_list_and_verify():
 
 
 def test_info_shows_the_card(small_model):
-    res = runner.invoke(app, ["info", str(small_model)])
-    assert res.exit_code == 0 and "mobilenetv2_100" in res.output and "fit_faces" in res.output
+    res = runner.invoke(app, ["info", str(small_model)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "mobilenetv2_100" in res.output and "held out to calibrate" in res.output
+    card = json.loads(runner.invoke(app, ["info", str(small_model), "--json"]).output)
+    assert card["training"]["fit_faces"] > 0 and len(card["tensors_sha256"]) == 64
 
 
 def test_the_old_detector_flag_still_chooses_the_face_detector(tmp_path, t1_path, small_model):
@@ -196,3 +198,22 @@ def test_fit_takes_its_files_from_a_list(tmp_path, real_folder):
     res = runner.invoke(app, ["fit", "--files-from", str(listing), "-o", str(out), *FAST_FIT])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "card.json").read_text())["training"]["faces"] == 36
+
+
+def test_fit_with_the_old_detector_alias_fits_with_that_detector(tmp_path, real_folder):
+    """`--detector` (hidden, before 0.2) names the face detector on fit as on scan: it once fell back to SCRFD."""
+    out = tmp_path / "yunet.muflow"
+    res = runner.invoke(app, ["fit", str(real_folder), "-o", str(out), *FAST_FIT, "--detector", "yunet"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "card.json").read_text())["face_detector"]["kind"] == "yunet"
+
+
+def test_every_face_finding_option_reaches_every_command_that_finds_faces():
+    """One declaration (cli/options.py FACE_FINDING): each command that finds faces takes each option."""
+    from muflow_cli.cli.options import FACE_FINDING
+
+    for command in ("scan", "fit", "video", "eval", "calibrate"):
+        shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+        for name, declared in FACE_FINDING.items():
+            if not declared.option.hidden:
+                assert declared.option.param_decls[0] in shown, (command, name)

@@ -9,9 +9,9 @@ import sys
 
 import pandas as pd
 import pytest
+from corpus import SPECIAL_FILES, make_corpus
 from typer.testing import CliRunner
 
-from corpus import SPECIAL_FILES, make_corpus
 from muflow_cli.cli import app
 
 # The whole corpus scan, from a fresh process, must end within this (about a minute on a busy 2-core

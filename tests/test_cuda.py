@@ -12,7 +12,7 @@ from conftest import FAST_FIT
 from typer.testing import CliRunner
 
 from muflow_cli.cli import app
-from muflow_cli.device import cuda_available
+from muflow_cli.model.device import cuda_available
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not cuda_available(), reason="no CUDA device: the CUDA path is not run here")]
 runner = CliRunner()

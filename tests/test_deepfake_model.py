@@ -5,8 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from muflow_cli.bundle import ModelError
-from muflow_cli.deepfake_model import DeepfakeModel
+from muflow_cli.model.bundle import ModelError
+from muflow_cli.model.deepfake_model import DeepfakeModel
 
 
 def test_default_model_loads_and_scores_t1(default_detector, face_detector, t1_rgb):
@@ -37,7 +37,7 @@ def test_wrong_crop_shape_is_rejected(default_detector):
 
 
 def test_unbundled_backbone_fails_clearly_offline():
-    from muflow_cli.features import BackboneError, create_feature_extractor
+    from muflow_cli.nn.features import BackboneError, create_feature_extractor
 
     with pytest.raises(BackboneError, match="--backbone-weights"):
         create_feature_extractor("resnet50")
@@ -50,7 +50,7 @@ def test_user_supplied_backbone_weights_load(tmp_path):
     import timm
     from safetensors.torch import save_file
 
-    from muflow_cli.features import BackboneError, create_feature_extractor
+    from muflow_cli.nn.features import BackboneError, create_feature_extractor
 
     state = timm.create_model("resnet18", pretrained=False).state_dict()
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "r18.safetensors"))

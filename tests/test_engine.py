@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from muflow_cli.deepfake_model import DeepfakeModel
-from muflow_cli.engine import OPSET, TOLERANCE, EngineError, OnnxEngine, TorchEngine, create_engine, max_relative_gap
-from muflow_cli.graphcache import GraphCache
-from muflow_cli.flow import ChannelShuffle
-from muflow_cli.target import GaussianTarget
+from muflow_cli.model.deepfake_model import DeepfakeModel
+from muflow_cli.model.engines.base import EngineError
+from muflow_cli.model.engines.choose import build_engine
+from muflow_cli.model.engines.graph_cache import GraphCache
+from muflow_cli.model.engines.onnx_engine import OPSET, OnnxEngine
+from muflow_cli.model.engines.probe import TOLERANCE, max_relative_gap
+from muflow_cli.model.engines.torch_engine import TorchEngine
+from muflow_cli.nn.flow import ChannelShuffle
+from muflow_cli.nn.target import GaussianTarget
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +31,11 @@ def engines():
     onnx_det = DeepfakeModel.load().use_engine("onnx")
     torch_det = DeepfakeModel.load().use_engine("torch")
     return onnx_det, torch_det
+
+
+def _engine_for(name, backbone, model, device, crop_size, cache_key=None, backbone_key=None):
+    """The engine the chooser picks for a torch model already built (a cached graph is checked against it)."""
+    return build_engine(name, lambda: (backbone, model), device, crop_size, cache_key, backbone_key, torch_built=True)
 
 
 def test_auto_is_onnx_on_cpu_and_torch_is_torch(engines):
@@ -70,7 +79,7 @@ def test_engine_names(default_detector):
     with pytest.raises(ValueError):
         DeepfakeModel.load().use_engine("tensorrt")
     with pytest.raises(EngineError):
-        create_engine("onnx", default_detector.backbone, default_detector.model, torch.device("meta"), 256)
+        _engine_for("onnx", default_detector.backbone, default_detector.model, torch.device("meta"), 256)
 
 
 def test_channel_shuffle_round_trip_and_zero_log_det():
@@ -107,23 +116,23 @@ def test_spinning_changes_speed_not_scores(engines, real_crops):
 
 def test_auto_falls_back_to_torch_when_the_graph_fails_or_disagrees(monkeypatch, default_detector):
     """An exporter that raises, or a graph off by more than TOLERANCE: auto warns and uses torch; onnx refuses."""
-    import muflow_cli.engine as engine
+    import muflow_cli.model.engines.choose as engine
 
     args = (default_detector.backbone, default_detector.model, torch.device("cpu"), 256)
     monkeypatch.setattr(engine, "max_relative_gap", lambda a, b: 10 * TOLERANCE)
     with pytest.warns(UserWarning, match="differ from torch"):
-        assert isinstance(create_engine("auto", *args), TorchEngine)
+        assert isinstance(_engine_for("auto", *args), TorchEngine)
     with pytest.raises(EngineError, match="differ from torch"):
-        create_engine("onnx", *args)
+        _engine_for("onnx", *args)
 
     def broken_export(*a, **k):
         raise RuntimeError("exporter gone")
 
     monkeypatch.setattr(torch.onnx, "export", broken_export)
     with pytest.warns(UserWarning, match="exporter gone"):
-        assert isinstance(create_engine("auto", *args), TorchEngine)
+        assert isinstance(_engine_for("auto", *args), TorchEngine)
     with pytest.raises(EngineError, match="exporter gone"):
-        create_engine("onnx", *args)
+        _engine_for("onnx", *args)
 
 
 # -- the on-disk graph cache ---------------------------------------------------------
@@ -137,7 +146,7 @@ def exported_graph(default_detector) -> bytes:
 
 def _build(det, cache_key):
     """The ONNX engine built with the torch model at hand (a cached graph is checked against it)."""
-    return create_engine("onnx", det.backbone, det.model, torch.device("cpu"), det.crop_size, cache_key=cache_key,
+    return _engine_for("onnx", det.backbone, det.model, torch.device("cpu"), det.crop_size, cache_key=cache_key,
                          backbone_key=det.backbone_sha256)
 
 
@@ -184,7 +193,7 @@ def test_graph_cache_corrupt_entry_is_deleted_and_rebuilt(default_detector, expo
 
 def test_graph_cache_entry_that_fails_the_probe_is_replaced(default_detector, exported_graph, tmp_path, monkeypatch):
     """An intact entry whose scores disagree with torch (say, stored for other backbone weights) is never used."""
-    import muflow_cli.engine as engine
+    import muflow_cli.model.engines.choose as engine
 
     monkeypatch.setenv("MUFLOW_CACHE_DIR", str(tmp_path))
     cache, fields, graph_file, _ = _entry(default_detector)
@@ -203,15 +212,16 @@ def test_graph_cache_entry_that_fails_the_probe_is_replaced(default_detector, ex
 def test_graph_cache_checks_every_entry(tmp_path):
     """Unit test of the cache alone: truncated, corrupt, stale, half-written entries are deleted, never returned."""
     cache = GraphCache(tmp_path)
-    fields = {"format": 2, "model_sha256": "ab" * 32, "backbone_sha256": None, "crop_size": 256, "opset": OPSET, "torch": "t", "onnxruntime": "o", "muflow": "m"}
+    fields = {"format": 2, "model_sha256": "ab" * 32, "backbone_sha256": None, "crop_size": 256, "opset": OPSET,
+              "torch": "t", "onnxruntime": "o", "muflow": "m"}
     graph_file, sidecar = cache.paths(fields)
-    assert cache.load(fields) is None  # nothing there
+    assert cache.load_entry(fields) is None  # nothing there
     payload = bytes(range(256)) * 64
 
     def damaged(edit) -> bool:
-        assert cache.store(fields, payload) and cache.load(fields) == payload
+        assert cache.store(fields, payload) and cache.load_entry(fields)[0] == payload
         edit()
-        gone = cache.load(fields) is None and not graph_file.exists() and not sidecar.exists()
+        gone = cache.load_entry(fields) is None and not graph_file.exists() and not sidecar.exists()
         return gone
 
     assert damaged(lambda: graph_file.write_bytes(payload[:-100]))  # truncated
@@ -244,7 +254,7 @@ def test_graph_cache_switch(monkeypatch, tmp_path):
 def _probe_edited(sidecar: Path, edit, rehash: bool = True) -> None:
     """Apply ``edit`` to the sidecar's stored probe; ``rehash``: keep its own sha256 consistent (a sidecar
     that is intact, yet holds wrong reference scores), else leave the old digest (a damaged sidecar)."""
-    from muflow_cli.graphcache import _meta_digest
+    from muflow_cli.model.engines.graph_cache import _meta_digest
 
     meta = json.loads(sidecar.read_text())
     edit(meta["probe"])

@@ -13,8 +13,8 @@ from conftest import write_rgb
 from typer.testing import CliRunner
 
 from muflow_cli.cli import app
-from muflow_cli.perturb import Perturbation, parse
-from muflow_cli.score import cutoffs, p_values
+from muflow_cli.inputs.perturb import Perturbation, parse
+from muflow_cli.stats.conformal import cutoffs, p_values
 
 runner = CliRunner()
 

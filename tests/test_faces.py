@@ -2,16 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
-from muflow_cli.faces import (
-    ALIGNED_CONVENTIONS,
-    FaceDetector,
-    aligned_face,
-    aligned_landmarks,
-    align,
-    faces_in_file,
-    similarity,
-    template,
-)
+from muflow_cli.choices import ALIGNED_CONVENTIONS
+from muflow_cli.faces.align import align, aligned_face, aligned_landmarks, similarity, template
+from muflow_cli.faces.detect import FaceDetector
+from muflow_cli.faces.options import FaceFinding
+from muflow_cli.faces.stage import faces_in_file
 
 
 def test_scrfd_finds_the_six_faces_of_t1(face_detector, t1_rgb):
@@ -70,19 +65,19 @@ def test_aligned_crop_puts_landmarks_on_the_template(face_detector, astronaut, z
 def test_faces_in_file_reports_instead_of_raising(tmp_path, face_detector):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
-    res = faces_in_file(bad, face_detector)
+    res = faces_in_file(bad, face_detector, FaceFinding())
     assert res.status == "unreadable" and "not an image" in res.message
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((200, 300, 3), 200, np.uint8))
-    res = faces_in_file(blank, face_detector)
+    res = faces_in_file(blank, face_detector, FaceFinding())
     assert res.status == "no_face" and res.faces == [] and res.image_size == (300, 200)
     assert res.message == "no face found"  # 3:2, not the shape of a face crop
     square = tmp_path / "square.png"
     cv2.imwrite(str(square), np.full((200, 220, 3), 200, np.uint8))
-    assert "--aligned" in faces_in_file(square, face_detector).message  # could be one aligned face
+    assert "--aligned" in faces_in_file(square, face_detector, FaceFinding()).message  # could be one aligned face
     wide = tmp_path / "wide.png"
     cv2.imwrite(str(wide), np.full((200, 1800, 3), 200, np.uint8))
-    assert faces_in_file(wide, face_detector).message == "no face found"
+    assert faces_in_file(wide, face_detector, FaceFinding()).message == "no face found"
 
 
 # --- issue #11: faces of every size relative to the frame ----------------------------------
@@ -190,5 +185,56 @@ def test_faces_in_file_aligned_skips_detection(tmp_path, astronaut):
     from conftest import write_rgb
 
     path = write_rgb(tmp_path / "crop.png", cv2.resize(astronaut[40:300, 120:380], (256, 256)))
-    res = faces_in_file(path, None, aligned="muflow")
+    res = faces_in_file(path, None, FaceFinding(aligned="muflow"))
     assert res.status == "ok" and len(res.faces) == 1 and res.faces[0].crop.shape == (256, 256, 3)
+
+
+def test_the_alignment_template_is_insightfaces_arcface_template():
+    """faces/align.py keeps the template in float64 (insightface's copy is float32): the same five points."""
+    from insightface.utils.face_align import arcface_dst
+
+    from muflow_cli.faces.align import ARCFACE_112
+
+    np.testing.assert_array_equal(ARCFACE_112.astype(np.float32), arcface_dst)
+
+
+# --- one class per network (faces/networks.py) ----------------------------------------------
+
+
+def test_every_detector_name_has_its_network():
+    from muflow_cli.choices import FACE_DETECTORS
+    from muflow_cli.faces.networks import NETWORKS
+
+    assert tuple(NETWORKS) == FACE_DETECTORS
+    assert [(n.upsample, n.large_pass) for n in NETWORKS.values()] == [(True, "always"), (False, "fallback")]
+    assert FaceDetector("yunet").large_pass == "fallback" and FaceDetector("scrfd", large_pass="off").large_pass == "off"
+
+
+@pytest.mark.parametrize("shape", [(640, 640), (448, 640), (320, 320), (1024, 736)])
+def test_scrfd_decodes_its_outputs_as_insightface_does(face_detector, t1_rgb, shape):
+    """networks.Scrfd reimplements insightface's SCRFD decoding (without importing insightface): same
+    session, same canvas, the same boxes, scores and landmarks, bit for bit."""
+    from insightface.model_zoo.scrfd import SCRFD
+
+    net = face_detector._net
+    ref = SCRFD(model_file=None, session=net._session)
+    ref.det_thresh = net.threshold
+    h, w = shape
+    canvas = np.zeros((h, w, 3), np.uint8)
+    img = cv2.resize(t1_rgb[..., ::-1], (w * 3 // 4, h * 3 // 4))
+    canvas[h // 8 : h // 8 + img.shape[0], w // 8 : w // 8 + img.shape[1]] = img
+    det, kps = ref.detect(canvas, input_size=(w, h))
+    rows = net.run(canvas)
+    assert len(rows) == len(det) > 0
+    for (box, score, kp), b, k in zip(rows, det, kps):
+        np.testing.assert_array_equal(box, b[:4])
+        assert score == float(b[4])
+        np.testing.assert_array_equal(kp, k)
+
+
+def test_iou_matrix_takes_one_box_or_many():
+    from muflow_cli.faces.boxes import iou_matrix
+
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], float)
+    np.testing.assert_array_equal(iou_matrix(boxes[0], boxes), iou_matrix(boxes, boxes)[:1])
+    np.testing.assert_allclose(iou_matrix(boxes[0], boxes)[0], [1.0, 50 / 150, 0.0])

@@ -2,9 +2,9 @@
 
 import os
 
-from muflow_cli.files import shown_path, walk_files
-from muflow_cli.images import iter_image_files
-from muflow_cli.video_scan import iter_video_files
+from muflow_cli.inputs.files import shown_path, walk_files
+from muflow_cli.inputs.images import iter_image_files
+from muflow_cli.pipelines.video_scan import iter_video_files
 
 
 def test_walk_is_sorted_recursive_and_filters_by_suffix(tmp_path):
@@ -32,7 +32,7 @@ def test_undecodable_names_are_shown_escaped(tmp_path):
 
 
 def test_auto_grouping_keeps_numbered_sequences_together(tmp_path):
-    from muflow_cli.files import group_keys
+    from muflow_cli.inputs.files import group_keys
 
     names = ["v1/frame_0001.png", "v1/frame_0002.png", "v1/frame_0010.png", "v1/poster.jpg",
              "photos/IMG_2041.JPG", "photos/IMG_2042.JPG", "photos/beach.jpg", "photos/party.jpg"]

@@ -1,12 +1,13 @@
 """Fitting through the Python API: the split never cuts a group, settings are checked before any work."""
 
 import numpy as np
-import torch
 import pytest
+import torch
 from conftest import fast_fit_config
 
 from muflow_cli.errors import ConfigError
-from muflow_cli.fit import FitConfig, FitError, fit, split_by_group
+from muflow_cli.faces.options import FaceFinding
+from muflow_cli.pipelines.fit import FitConfig, FitError, fit, split_by_group
 
 
 def test_the_split_keeps_groups_whole_and_holds_about_the_fraction():
@@ -27,7 +28,7 @@ def test_the_split_of_single_faces_hits_the_fraction():
 
 @pytest.mark.parametrize("change, message", [
     ({"group_by": "person"}, "group_by"), ({"crop_size": 100}, "multiple of 16"),
-    ({"calibration_fraction": 0.9}, "calibration fraction"), ({"face_detector": "mtcnn"}, "face detector"),
+    ({"calibration_fraction": 0.9}, "calibration fraction"), ({"faces": FaceFinding(detector="mtcnn")}, "face detector"),
     ({"tail": "lower"}, "tail"), ({"cache": "cloud"}, "cache"),
 ])
 def test_bad_settings_are_refused_before_any_face_is_collected(tmp_path, change, message):
@@ -73,7 +74,7 @@ def test_bf16_training_scores_in_float32_close_to_fp32_and_is_recorded(real_fold
 
 
 def test_auto_precision_is_bf16_only_where_the_hardware_has_it():
-    from muflow_cli.device import _cpu_has_bf16, training_precision
+    from muflow_cli.model.device import _cpu_has_bf16, training_precision
 
     assert training_precision("fp32", "cpu") == "fp32" and training_precision("bf16", "cpu") == "bf16"
     assert training_precision("auto", "cpu") == ("bf16" if _cpu_has_bf16() else "fp32")

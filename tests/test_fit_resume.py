@@ -9,12 +9,24 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from conftest import FAST_FIT, fast_fit_config
 from safetensors.torch import load_file
 
-from muflow_cli.fit import fit
-from muflow_cli.fitcheck import FitCheckpoint, FitResumeError, _read_meta, checkpoint_path, fit_settings
+from muflow_cli.nn.target import GaussianTarget
+from muflow_cli.pipelines.fit import fit
+from muflow_cli.pipelines.fit_checkpoint import (
+    FitCheckpoint,
+    FitResumeError,
+    SavedFaces,
+    SavedSplit,
+    _read_meta,
+    checkpoint_path,
+    describe,
+    fit_settings,
+)
 
 EPOCHS = ["--epochs", "6"]  # after FAST_FIT's --epochs 2: the last one wins
 
@@ -87,3 +99,24 @@ def test_a_folder_that_is_not_a_checkpoint_is_never_cleared(tmp_path):
     with pytest.raises(FitResumeError, match="not a muflow fit checkpoint"):
         FitCheckpoint(tmp_path / "photos", {})
     assert (tmp_path / "photos" / "a.jpg").read_bytes() == b"keep me"
+
+
+def test_each_stage_comes_back_as_the_record_it_was_saved_as(tmp_path):
+    ck = FitCheckpoint(tmp_path / "ck", {"kind": "fit"})
+    assert ck.load_faces() is None and ck.load_split() is None and describe(ck.path) == "nothing is done yet"
+    rng = np.random.default_rng(3)
+    faces = SavedFaces(rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8), np.array([0, 0, 1, 2]), 3, {"no_face": 1}, 1.5)
+    ck.save_faces(faces)
+    back = ck.load_faces()
+    assert np.array_equal(back.crops, faces.crops) and np.array_equal(back.groups, faces.groups)
+    assert (back.files, back.skipped, back.seconds) == (3, {"no_face": 1}, 1.5)
+    targets = [GaussianTarget.fit(rng.normal(size=(40, c))) for c in (3, 5)]
+    split = SavedSplit(np.array([True, False, False, True]), targets, np.zeros((2, 8, 8, 3), np.uint8),
+                       rng.bit_generator.state, torch.get_rng_state(), 2.5)
+    ck.save_split(split)
+    back = ck.load_split()
+    assert np.array_equal(back.cal_mask, split.cal_mask) and back.rng_state == split.rng_state and back.seconds == 2.5
+    assert torch.equal(back.torch_rng_state, split.torch_rng_state) and np.array_equal(back.average_sample, split.average_sample)
+    for a, b in zip(back.targets, targets):
+        assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+    assert describe(ck.path) == "the faces and averages are done"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from muflow_cli.flow import ChannelShuffle, FastFlow
+from muflow_cli.nn.flow import ChannelShuffle, FastFlow
 
 
 def assert_bijection(flow, x: torch.Tensor) -> None:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from muflow_cli.images import ImageReadError, iter_image_files, read_image
+from muflow_cli.inputs.images import ImageReadError, iter_image_files, read_image
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -115,7 +115,7 @@ def test_a_symlink_to_an_image_is_read(tmp_path):
 def test_a_fifo_named_like_a_video_is_refused_without_blocking(tmp_path):
     import os
 
-    from muflow_cli.video import VideoReadError, open_video
+    from muflow_cli.inputs.video import VideoReadError, open_video
 
     os.mkfifo(tmp_path / "x.mp4")
     exc = _refused_in_time(open_video, tmp_path / "x.mp4")

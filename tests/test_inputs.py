@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from muflow_cli.cli import app
-from muflow_cli.images import ImageReadError, read_image
+from muflow_cli.inputs.images import ImageReadError, read_image
 
 
 def test_files_from_lists_files_and_folders_for_a_local_scan(real_folder, small_model, tmp_path):

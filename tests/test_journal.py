@@ -2,7 +2,7 @@
 
 import pytest
 
-from muflow_cli.journal import ResumeError, ScanJournal, journal_path
+from muflow_cli.pipelines.journal import ResumeError, ScanJournal, journal_path
 
 
 def test_a_recorded_chunk_is_found_again_with_its_extras(tmp_path):

@@ -24,10 +24,14 @@ ray = pytest.importorskip("ray", reason="Ray Data is an optional extra: pip inst
 pytest.importorskip("ray.data", reason="Ray Data is an optional extra: pip install -e '.[ray]'")
 
 from corpus import make_corpus  # noqa: E402
-from muflow_cli import ray_scan  # noqa: E402
+
 from muflow_cli.cli import app  # noqa: E402
-from muflow_cli.deepfake_model import DeepfakeModel  # noqa: E402
-from muflow_cli.scan import ScanConfig, scan  # noqa: E402
+from muflow_cli.errors import UsageError  # noqa: E402
+from muflow_cli.model.deepfake_model import DeepfakeModel  # noqa: E402
+from muflow_cli.pipelines.journal import ResumeError  # noqa: E402
+from muflow_cli.pipelines.ray import driver, parts, stages, storage  # noqa: E402
+from muflow_cli.pipelines.ray import plan as ray_plan  # noqa: E402
+from muflow_cli.pipelines.scan import ScanConfig, scan  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,20 +91,20 @@ def test_cli_ray_table_equals_the_local_scan(cluster, photos, small_model, model
     assert_same_table(ray_df, local_table([photos], model, tmp_path))
     assert set(ray_df.loc[ray_df["file"].str.endswith("empty.jpg"), "message"]) == {"empty file"}
     # the domain check reads the p-values back from the parts: the same faces as the table
-    np.testing.assert_array_equal(np.sort(ray_scan.read_p_values(str(out))), np.sort(ray_df["p_value"].dropna().to_numpy(float)))
+    np.testing.assert_array_equal(np.sort(driver.read_p_values(str(out))), np.sort(ray_df["p_value"].dropna().to_numpy(float)))
 
 
 def test_bad_input_corpus_gives_the_local_statuses(cluster, astronaut, small_model, model, tmp_path):
     root = tmp_path / "drive"
     make_corpus(root, astronaut)
-    ray_scan.ray_scan([str(root)], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=8, batch_size=4),
+    driver.ray_scan([str(root)], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=8, batch_size=4),
                       progress=False, model=model)
     assert_same_table(pd.read_parquet(tmp_path / "out"), local_table([root], model, tmp_path))
 
 
 def test_empty_input_is_an_empty_table_with_the_schema(cluster, small_model, model, tmp_path):
     (tmp_path / "none").mkdir()
-    result = ray_scan.ray_scan([str(tmp_path / "none")], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=4),
+    result = driver.ray_scan([str(tmp_path / "none")], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=4),
                                progress=False, model=model)
     assert result.counts["files"] == 0 and result.parts == 1
     assert_same_table(pd.read_parquet(tmp_path / "out"), local_table([tmp_path / "none"], model, tmp_path))
@@ -135,7 +139,7 @@ def test_killed_actors_are_restarted_and_no_file_is_lost_or_doubled(cluster, pho
 
     def run() -> None:
         try:
-            box["result"] = ray_scan.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=1, batch_size=4),
+            box["result"] = driver.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=1, batch_size=4),
                                               progress=False, model=model, face_actors=1, scorers=1 if plan == "split" else 0)
         except BaseException as exc:  # reported below
             box["error"] = exc
@@ -181,7 +185,7 @@ def test_killed_scan_resumes_to_the_same_table(cluster, photos, small_model, mod
     (out / ".part-00000009-0.parquet.1234.tmp").write_bytes(b"half a part")  # a write cut short
     first = min(kept)  # a kept part: one of its files changes, so it must be scanned again
     index = int(first[len("part-"):][:8])
-    touched = ray_scan.list_files([str(photos)])[2 * index][0]
+    touched = storage.list_files([str(photos)])[2 * index][0]
     os.utime(touched, ns=(time.time_ns(), time.time_ns()))
     res = CliRunner().invoke(app, cmd[3:] + ["--resume"])
     assert res.exit_code == 0, res.output
@@ -190,7 +194,7 @@ def test_killed_scan_resumes_to_the_same_table(cluster, photos, small_model, mod
     assert all(after[n] == t for n, t in kept.items() if n != first)  # kept parts were not rewritten
     assert after[first] != kept[first]  # the touched file's part was redone
     assert_same_table(pd.read_parquet(out), local_table([photos], model, tmp_path))
-    meta = ray_scan.part_metadata(*ray_scan.filesystem(str(out / first)))
+    meta = parts.part_metadata(*storage.filesystem(str(out / first)))
     assert meta["part"] == index and meta["counts"]["files"] == 2 and len(meta["files"]) == 2
 
 
@@ -198,67 +202,83 @@ def test_resume_refuses_other_settings_and_a_folder_of_other_files(cluster, phot
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.parquet").write_bytes(b"x")
-    with pytest.raises(ray_scan.UsageError, match="not a muflow part"):
-        ray_scan.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=8), progress=False, model=model)
+    with pytest.raises(UsageError, match="not a muflow part"):
+        driver.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=8), progress=False, model=model)
     (out / "mine.parquet").unlink()
-    parts = ray_scan.make_parts([("a", "a")], 8, "settings-a")
-    path = out / parts[0].name
+    made = parts.make_parts([("a", "a")], 8, "settings-a")
+    path = out / made[0].name
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    meta = {"format": ray_scan.FORMAT, "part": 0, "settings": "other", "counts": {}, "files": []}
-    pq.write_table(pa.table({"x": [1]}).replace_schema_metadata({ray_scan.META_KEY: json.dumps(meta).encode()}), path)
-    with pytest.raises(ray_scan.ResumeError, match="other settings"):
-        ray_scan.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=8), resume=True, progress=False, model=model)
+    meta = {"format": parts.FORMAT, "part": 0, "settings": "other", "counts": {}, "files": []}
+    pq.write_table(pa.table({"x": [1]}).replace_schema_metadata({parts.META_KEY: json.dumps(meta).encode()}), path)
+    with pytest.raises(ResumeError, match="other settings"):
+        driver.ray_scan([str(photos)], str(out), str(small_model), ScanConfig(chunk_files=8), resume=True, progress=False, model=model)
 
 
 def test_plan_gives_gpus_to_scoring_and_cpus_to_actors_that_do_both():
-    cpu = ray_scan.plan(2, 0)  # no GPU: one actor per CPU finds and scores faces
+    cpu = ray_plan.plan(2, 0)  # no GPU: one actor per CPU finds and scores faces
     assert cpu.fused and (cpu.face_actors, cpu.face_cpus, cpu.scorers, cpu.score_gpus) == (2, 1.0, 0, 0.0)
-    shared = ray_scan.plan(2, 0, face_actors=4)
+    shared = ray_plan.plan(2, 0, face_actors=4)
     assert shared.fused and shared.face_actors * shared.face_cpus == 2
-    split = ray_scan.plan(2, 0, scorers=1)  # asked for: separate scoring actors, as on GPU nodes
+    split = ray_plan.plan(2, 0, scorers=1)  # asked for: separate scoring actors, as on GPU nodes
     assert not split.fused and (split.face_actors, split.face_cpus, split.scorers, split.score_cpus) == (1, 1.0, 1, 1.0)
-    gpu = ray_scan.plan(16, 1)
+    gpu = ray_plan.plan(16, 1)
     assert not gpu.fused and (gpu.face_actors, gpu.scorers, gpu.score_gpus) == (15, 1, 1.0)
-    assert ray_scan.plan(16, 1, device="cpu").fused
-    big = ray_scan.plan(64, 0)
+    assert ray_plan.plan(16, 1, device="cpu").fused
+    big = ray_plan.plan(64, 0)
     assert big.fused and (big.face_actors, big.face_cpus) == (64, 1.0)
     assert "finding and scoring" in big.describe() and "GPU" in gpu.describe()
 
 
 def test_device_cuda_on_a_cluster_without_gpus_is_refused(cluster, photos, small_model, model, tmp_path):
-    with pytest.raises(ray_scan.RayScanError, match="no GPU"):
-        ray_scan.ray_scan([str(photos)], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=8),
+    with pytest.raises(driver.RayScanError, match="no GPU"):
+        driver.ray_scan([str(photos)], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=8),
                           device="cuda", progress=False, model=model)
 
 
-def test_uris_are_listed_and_read_through_pyarrow_fs(tmp_path, astronaut):
+def test_uris_are_listed_and_read_through_pyarrow_fs(tmp_path, astronaut, monkeypatch):
     """file:// stands in for s3:// and gs:// (the same pyarrow.fs calls); bad files get the local statuses."""
+    import pyarrow as pa
     from conftest import write_rgb
+
+    from muflow_cli.faces.options import FaceFinding
+    from muflow_cli.model.card import CropSpec
 
     write_rgb(tmp_path / "b" / "face.jpg", astronaut)
     (tmp_path / "b" / "empty.png").write_bytes(b"")
     (tmp_path / "b" / "notes.txt").write_text("not listed: no image suffix")
     uri = f"file://{tmp_path}/"
-    files = ray_scan.list_files([uri], [f"file://{tmp_path}/missing.jpg"])
+    files = storage.list_files([uri], [f"file://{tmp_path}/missing.jpg"])
     assert files == [(f"file://{tmp_path}/b/empty.png",) * 2, (f"file://{tmp_path}/b/face.jpg",) * 2,
                      (f"file://{tmp_path}/missing.jpg",) * 2]
-    (empty, _, ident), (face, _, _), (none, error, _) = [ray_scan._read_one(p, n) for p, n in files]
+    (empty, _, ident), (face, _, _), (none, error, _) = [storage.read_one(p, n) for p, n in files]
     assert empty == b"" and ident[1] == 0 and face == (tmp_path / "b" / "face.jpg").read_bytes()
-    assert none is None and error == "file not found"
-    finder = ray_scan.FindFaces.__new__(ray_scan.FindFaces)  # no detector needed for files that fail to decode
-    finder.detector, finder.args = None, (128, 1.5, 0, None, False, None)
+    assert none is None and error == storage.ReadFailure("unreadable", "file not found")
+    finder = stages.FindFaces.__new__(stages.FindFaces)  # no detector needed for files that fail to decode
+    finder.detector, finder.finding, finder.crop = None, FaceFinding(), CropSpec(128, 1.5)
     res = finder._one(files[0][0], files[0][1], empty, None)
     assert (res.status, res.message) == ("unreadable", "empty file")
+    # a read failure crosses the stages as (status, message) columns, and becomes the file's row as it is
+    monkeypatch.setattr(storage, "MAX_FILE_BYTES", 10)
+    row = parts.Part(0, [p for p, _ in files], [n for _, n in files], "d").row()
+    read = stages.ReadParts(threads=2)(pa.Table.from_pylist([row], schema=parts.PART_ROW_SCHEMA)).to_pylist()[0]
+    assert read["error_status"] == [None, "too_large", "unreadable"]
+    found = finder.find(read)
+    size = (tmp_path / "b" / "face.jpg").stat().st_size
+    assert [(r.status, r.message) for r in found] == [
+        ("unreadable", "empty file"), ("too_large", f"file of {size:,} bytes is above the limit of 10"),
+        ("unreadable", "file not found")]
 
 
 def test_face_results_travel_between_stages_without_pickle(t1_path, face_detector):
     """FindFaces hands ScoreParts safetensors bytes (muflow unpickles nothing, its own data included)."""
-    from muflow_cli.faces import FileFaces, faces_in_file
-    from muflow_cli.ray_scan import pack_faces, unpack_faces
+    from muflow_cli.faces.face import FileFaces
+    from muflow_cli.faces.options import FaceFinding
+    from muflow_cli.faces.stage import faces_in_file
+    from muflow_cli.pipelines.ray.packing import pack_faces, unpack_faces
 
-    results = [faces_in_file(t1_path, face_detector, 128, 1.5), FileFaces("x.jpg", "unreadable", "empty file"),
+    results = [faces_in_file(t1_path, face_detector, FaceFinding(), 128, 1.5), FileFaces("x.jpg", "unreadable", "empty file"),
                FileFaces("y.png", "no_face", "no face found", [], (10, 20))]
     back = unpack_faces(pack_faces(results))
     for a, b in zip(results, back):

@@ -11,13 +11,14 @@ from urllib.parse import unquote, urlparse
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import write_rgb
 from test_video import clip  # noqa: F401  (the fixture: a 4-s clip of 7 face tracks)
 from typer.testing import CliRunner
 
-from muflow_cli import report
 from muflow_cli.cli import app
+from muflow_cli.outputs import report
 
 runner = CliRunner()
 HOSTILE = "<img src=x onerror=alert(1)>\"q'.jpg"
@@ -93,7 +94,7 @@ def test_folder_report_pages_link_only_to_files_in_it(photos, small_model, tmp_p
     index = (out / "index.html").read_text()
     assert "&lt;img src=x onerror=alert(1)&gt;" not in index  # the index lists counts and pages, no rows
     faces = "".join(p.read_text() for p in pages if p.name.startswith(("flagged", "faces")))
-    assert faces.count("alt='face'") == 8 and "&lt;img src=x onerror=alert(1)&gt;&quot;q&#x27;.jpg" in faces
+    assert faces.count("alt='face'") == 8 and "&lt;img src=x onerror=alert(1)&gt;&#34;q&#39;.jpg" in faces
     assert "broken.jpg" in (out / "files-001.html").read_text()
     assert not list(tmp_path.glob(".*muflow-parts"))  # the staging folder became the report
 
@@ -157,13 +158,37 @@ def test_video_report_shows_tracks_plots_and_bad_videos(clip, small_model, tmp_p
     assert "&lt;b&gt;clip&amp;.mp4" in text and "empty.mp4" in text
     assert text.count("<div class='track ") == 7 and text.count("<svg") == 7  # six people, then the astronaut
     assert text.count("data:image/jpeg;base64,") == 7 * 3 * 2  # first, middle, highest: crop and heat map
-    assert text.count("<circle") == 28  # a dot per face
-    from muflow_cli.deepfake_model import DeepfakeModel
+    assert len(re.findall(r"<use [^>]*fill: #(?:dc2626|16a34a)", text)) == 28  # a dot per face, red or green
+    from muflow_cli.model.deepfake_model import DeepfakeModel
 
     cuts = [c for c in DeepfakeModel.load(small_model).calibration.cutoffs(0.05) if c is not None and np.isfinite(c)]
     assert text.count("stroke-dasharray") == 7 * len(cuts)  # the calibrated cutoffs, dashed, when the model has any
     assert text.index("clip&amp;.mp4") < text.index("empty.mp4")  # videos with tracks before those without
     assert f"wrote {out}" in res.output
+
+
+@pytest.mark.parametrize("name", ["v.html", "v"])  # one file, and a folder of pages
+def test_video_report_escapes_hostile_names_and_messages(tmp_path, name):
+    from muflow_cli.outputs.video_report import write_video_html
+
+    evil, bad = 'a"<script>alert(1)</script>\'.mp4', "b<img src=x onerror=alert(2)>.mp4"
+    tracks = pd.DataFrame([
+        {"video": evil, "track": 1, "status": "ok", "message": "<b>note</b>", "verdict": "fake", "first_s": 0.0, "last_s": 1.0,
+         "faces": 3, "mean_score": 1.0, "max_score": 2.0, "p_value": 0.01},
+        {"video": bad, "track": None, "status": "unreadable", "message": "<script>x</script>", "verdict": None, "first_s": None,
+         "last_s": None, "faces": 0, "mean_score": None, "max_score": None, "p_value": None}])
+    frames = pd.DataFrame({"video": [evil] * 3, "status": "ok", "track": 1, "score": [0.5, 2.0, 0.5], "time_s": [0.0, 0.5, 1.0],
+                           "frame": [0, 5, 10], "verdict": ["real", "fake", "real"]})
+    path, _ = write_video_html(frames, tracks, report.ReportTarget(tmp_path / name), f"scan of {evil}", [f"note {bad}"], (-1.0, 1.5))
+    pages = [path] if name.endswith(".html") else sorted(path.parent.glob("*.html"))
+    text = "".join(p.read_text(encoding="utf-8") for p in pages)
+    for page in pages:
+        assert_safe(page)
+        assert_links_resolve(page)
+    assert "<script" not in text.lower() and "<img src=x" not in text and "<b>note" not in text
+    assert "a&#34;&lt;script&gt;alert(1)&lt;/script&gt;&#39;.mp4" in text and "&lt;script&gt;x&lt;/script&gt;" in text
+    assert "b&lt;img src=x onerror=alert(2)&gt;.mp4" in text and "; &lt;b&gt;note&lt;/b&gt;" in text
+    assert text.count("<svg") == 1 and len(re.findall(r"<use [^>]*fill: #dc2626", text)) == 1  # the one flagged face
 
 
 def test_eval_index_links_its_outputs(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from muflow_cli.journal import journal_path
+from muflow_cli.pipelines.journal import journal_path
 
 
 @pytest.fixture(scope="module")

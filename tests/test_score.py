@@ -7,8 +7,9 @@ import pytest
 import torch
 from scipy import stats
 
-from muflow_cli.score import cutoffs, layer_nll, min_attainable_p, p_values
-from muflow_cli.target import GaussianTarget
+from muflow_cli.nn.nll import layer_nll
+from muflow_cli.nn.target import GaussianTarget
+from muflow_cli.stats.conformal import cutoffs, min_attainable_p, p_values
 
 
 def test_layer_nll_is_the_exact_density_when_the_flow_is_the_identity():

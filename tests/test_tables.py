@@ -1,6 +1,7 @@
 import pandas as pd
 
-from muflow_cli.tables import SCHEMA, neutralise, to_frame, write_table
+from muflow_cli.outputs.tables import neutralise, write_table
+from muflow_cli.pipelines.schema import SCHEMA, to_frame
 
 
 def test_formula_cells_are_neutralised_in_csv(tmp_path):

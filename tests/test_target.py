@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from muflow_cli.target import GaussianTarget
+from muflow_cli.nn.target import GaussianTarget
 
 
 def test_gaussian_log_density_matches_scipy():

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from muflow_cli.cli import app
-from muflow_cli.tracks import Tracker, iou_matrix, merge_p_values
-from muflow_cli.video import sample_frames
+from muflow_cli.faces.tracks import Tracker, iou_matrix, merge_p_values
+from muflow_cli.inputs.video import sample_frames
 
 FPS = 10
 
@@ -123,7 +123,7 @@ def test_video_resume_after_sigkill_is_identical(clip, tmp_path, small_model):
     import sys
     import time
 
-    from muflow_cli.journal import journal_path
+    from muflow_cli.pipelines.journal import journal_path
 
     videos = tmp_path / "videos"
     videos.mkdir()

@@ -1,0 +1,3 @@
+from muflow_cli.cli.app import app
+
+__all__ = ["app"]

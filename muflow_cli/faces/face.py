@@ -1,0 +1,37 @@
+"""What face finding gives: a face (box, score, landmarks, aligned crop) and what one file gave."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Face:
+    """One detected face in original-image pixels, plus its aligned crop."""
+
+    box: np.ndarray  # x1, y1, x2, y2
+    det_score: float
+    landmarks: np.ndarray  # (5, 2)
+    crop: np.ndarray | None = None  # (S, S, 3) uint8 RGB
+    scale: float = 1.0  # crop pixels per original pixel (>1: the face was upsampled)
+
+    @property
+    def size_px(self) -> float:
+        """Face size in the original image: geometric mean of the box's width and height."""
+        w, h = self.box[2] - self.box[0], self.box[3] - self.box[1]
+        return float(np.sqrt(max(w, 0) * max(h, 0)))
+
+
+@dataclass
+class FileFaces:
+    """What one file gave: a status for the table, a message, and its faces."""
+
+    path: Path | str
+    status: str  # ok | no_face | unreadable | too_large | error
+    message: str = ""
+    faces: list[Face] | None = None
+    image_size: tuple[int, int] | None = None  # (width, height)
+    image: np.ndarray | None = None  # the decoded RGB pixels, when asked for

@@ -1,0 +1,184 @@
+"""The model card: a typed, frozen description of a fitted model, stored as ``card.json``.
+
+It says everything needed to rebuild the pipeline — backbone (with its input statistics),
+layers, crop, face detector, flow — and what the model was fitted and calibrated on. Every
+field is read by muflow; nothing is edited after the card exists (``dataclasses.replace``
+makes a new one). ``from_dict`` reads format 1 (muflow 0.1 before the card was typed) and 2.
+
+Plain data only: reading a card never imports torch (the flows are built from ``FlowConfig``
+in nn/flow_model.py, when they are needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from muflow_cli.faces.options import FaceFinding
+from muflow_cli.nn.config import FlowConfig
+from muflow_cli.stats.conformal import min_attainable_p
+
+if TYPE_CHECKING:
+    from muflow_cli.faces.detect import FaceDetector
+
+FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    taps: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights: str  # bundled manifest name, a user file's name, or "timm-pretrained"
+    weights_sha256: str | None = None  # set when the weights were a user file: the same file must be given to load
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    channels: int
+    stride: int
+
+    @property
+    def name(self) -> str:
+        return f"s{self.stride}"
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    size: int
+    context: float
+
+
+@dataclass(frozen=True)
+class FaceDetectorSpec:
+    kind: str = "scrfd"
+    threshold: float = 0.5
+
+    def factory(self, finding: FaceFinding, threads: int = 1) -> Callable[[], FaceDetector] | None:
+        """What builds the detector ``finding`` asks for, this one where it names none (None: pre-aligned crops).
+
+        ``threads``: onnxruntime intra-op threads (1 for one of several parallel workers; 0: all cores)."""
+        return finding.detector_factory(self.kind, self.threshold, threads)
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """How the calibration scores were obtained: by ``fit`` (held-out faces) or ``calibrate``."""
+
+    tail: str = "two"
+    faces: int | None = None
+    source: str = "fit"  # "fit": held out from the fit set; "calibrate": the user's reals
+    files: int | None = None
+    group_by: str | None = None
+    date: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    date: str = ""
+    seed: int = 0
+    images: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    faces: int = 0
+    fit_faces: int = 0
+    calibration_faces: int = 0
+    k: int = 0
+    averages: int = 0
+    epochs: int = 0
+    batch_size: int = 0
+    lr: float = 0.0
+    final_loss: float = float("nan")
+    calibration_mean_score: float = float("nan")
+    min_face_px: float = 0.0
+    group_by: str = "file"
+    augment: int = 0  # degraded copies of each fit face in flow training
+    data: str = ""  # a free-text description of the fit data (set by scripts/make_default_model.py)
+    groups: int = 0  # photos, videos or folders the faces came from (the calibration split's unit; 0 in older cards)
+    losses: list[float] = field(default_factory=list)  # training loss per epoch (empty in older cards)
+    precision: str = "fp32"  # the flows' training precision (fp32 or bf16 autocast; scoring is always fp32)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    backbone: BackboneSpec
+    layers: tuple[LayerSpec, ...]
+    crop: CropSpec
+    face_detector: FaceDetectorSpec
+    flow: FlowConfig
+    calibration: CalibrationInfo
+    training: TrainingInfo
+    muflow_version: str = ""
+    format: int = FORMAT_VERSION
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    @property
+    def channels(self) -> list[int]:
+        return [layer.channels for layer in self.layers]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (lists for tuples), without the tensor file's hash (bundle.py adds it)."""
+        d = asdict(self)
+        d["backbone"]["taps"] = list(self.backbone.taps)
+        d["backbone"]["mean"], d["backbone"]["std"] = list(self.backbone.mean), list(self.backbone.std)
+        d["layers"] = [asdict(layer) for layer in self.layers]
+        return d
+
+    def summary(self) -> list[tuple[str, str]]:
+        """What the card says, as (what, value) lines a person reads: what the model was fitted on, when,
+        how, and how it was calibrated (``muflow info``; the JSON card is ``to_dict``)."""
+        t, c = self.training, self.calibration
+        skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in t.skipped.items()) or "none"
+        groups = f"from {t.groups} groups (by {t.group_by})" if t.groups else f"(split by {t.group_by})"
+        calibrated = f"{c.faces} faces" if c.faces is not None else "unknown"
+        if c.source == "calibrate":
+            calibrated += f" of {c.files} files, by muflow calibrate" + (f" on {c.date}" if c.date else "")
+        else:
+            calibrated += " held out of the fit set"
+        return [
+            ("fitted", f"{t.date or 'unknown date'} (muflow {self.muflow_version or 'before 0.2'}, card format {self.format})"),
+            ("fit data", t.data or "not described"),
+            ("images", f"{t.images} read, skipped: {skipped}"),
+            ("faces", f"{t.faces} {groups}: {t.fit_faces} fitted, {t.calibration_faces} held out to calibrate"),
+            ("averages", f"{t.averages} average faces of {t.k} crops each"),
+            ("backbone", f"{self.backbone.name}, layers " + ", ".join(f"{ly.name} ({ly.channels} ch)" for ly in self.layers)),
+            ("crop", f"{self.crop.size} px, context {self.crop.context:g}; face detector {self.face_detector.kind} "
+                     f"(threshold {self.face_detector.threshold:g})"),
+            ("flows", f"{self.flow.steps} coupling steps, hidden ratio {self.flow.hidden_ratio:g}, clamp {self.flow.clamp:g}"),
+            ("training", f"{t.epochs} epochs, batch {t.batch_size}, lr {t.lr:g}, {t.precision}, "
+                         f"augment {t.augment}, final loss {t.final_loss:.4f} nats/dim"),
+            ("calibration", calibrated),
+            ("p-values", f"{c.tail}-sided by default; the smallest is "
+                         + (f"{min_attainable_p(c.faces, c.tail):.4f}" if c.faces else "unknown")),
+        ]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
+        """Read a card of format 1 or 2 (unknown keys of format 1 — template, objective, sizes — are dropped)."""
+        bb = d["backbone"]
+        training = {k: v for k, v in d.get("training", {}).items() if k in _names(TrainingInfo)}
+        calib = {k: v for k, v in d.get("calibration", {}).items() if k in _names(CalibrationInfo)}
+        if "faces" not in calib and "calibration_faces" in training:
+            calib["faces"] = training["calibration_faces"]
+        return cls(
+            backbone=BackboneSpec(
+                name=bb["name"], taps=tuple(bb["taps"]), mean=tuple(bb["mean"]), std=tuple(bb["std"]),
+                weights=bb.get("weights", ""), weights_sha256=bb.get("weights_sha256"),
+            ),
+            layers=tuple(LayerSpec(int(layer["channels"]), int(layer["stride"])) for layer in d["layers"]),
+            crop=CropSpec(int(d["crop"]["size"]), float(d["crop"]["context"])),
+            face_detector=FaceDetectorSpec(**d.get("face_detector", d.get("detector", {}))),
+            flow=FlowConfig(**d["flow"]),
+            calibration=CalibrationInfo(**calib),
+            training=TrainingInfo(**training),
+            muflow_version=d.get("muflow_version", ""),
+            format=int(d.get("format", FORMAT_VERSION)),
+        )
+
+
+def _names(cls) -> set[str]:
+    return {f.name for f in fields(cls)}

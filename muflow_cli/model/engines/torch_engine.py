@@ -1,0 +1,80 @@
+"""The torch side of scoring: eager torch as an engine, the traced ONNX export, torch's probe scores.
+
+Apart from onnx_engine.py and choose.py so that choosing and running an ONNX engine imports no torch: a scan whose
+scoring graph is cached never needs this module (choose.py imports it on first need).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from muflow_cli.nn.features import FeatureExtractor
+from muflow_cli.nn.flow_model import MuFlowModel
+
+
+class ScoringGraph(nn.Module):
+    """uint8 crops (B, S, S, 3) -> (per-layer NLL (B, L), residual map of layer 1, ..., of layer L)."""
+
+    def __init__(self, backbone: FeatureExtractor, model: MuFlowModel) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.model = model
+
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(self.backbone.features(crops), with_maps=True)
+        return (out["layers"], *out["maps"])
+
+
+class TorchEngine:
+    """Eager torch on the detector's device."""
+
+    name = "torch"
+
+    def __init__(self, backbone: FeatureExtractor, model: MuFlowModel, device: torch.device) -> None:
+        self.backbone, self.model, self.device = backbone, model, device
+
+    def set_spinning(self, on: bool) -> None:
+        """Nothing to set: torch's own thread pool decides."""
+
+    @torch.inference_mode()
+    def __call__(self, crops: torch.Tensor | np.ndarray, with_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        out = self.model(self.backbone(torch.as_tensor(crops).to(self.device)), with_maps=with_maps)
+        return out["layers"].cpu().numpy(), [m.cpu().numpy() for m in out.get("maps", [])]
+
+
+def export_graph(backbone: FeatureExtractor, model: MuFlowModel, crop_size: int, opset: int) -> bytes:
+    """The scoring graph as ONNX bytes, batch axis dynamic (seconds: the tracer runs the whole model)."""
+    graph = ScoringGraph(backbone, model).eval()
+    outputs = ["layers"] + [f"map{i}" for i in range(len(model.flows))]
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes about constant spatial sizes, deprecation notices
+        torch.onnx.export(
+            graph,
+            (torch.zeros(2, crop_size, crop_size, 3, dtype=torch.uint8),),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["crops"],
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["crops", *outputs]},
+        )
+    return buf.getvalue()
+
+
+def single_threaded_layers(engine: TorchEngine, crops: np.ndarray) -> np.ndarray:
+    """Torch's per-layer scores of a few ``crops`` on one thread, for the probe check.
+
+    Why one: a 3-crop batch gains little from more, and torch's OpenMP threads, when other work
+    holds the cores, wait on each other: 6 s instead of 0.2 s for the probe on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return engine(torch.from_numpy(np.array(crops, dtype=np.uint8)), False)[0]  # a writable copy
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,41 @@
+"""The trainable part of µFlow as a plain nn.Module: one FastFlow and one Gaussian target per layer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from muflow_cli.nn.config import FlowConfig
+from muflow_cli.nn.flow import FastFlow
+from muflow_cli.nn.nll import layer_nll, residual_map
+from muflow_cli.nn.target import GaussianTarget
+
+
+class MuFlowModel(nn.Module):
+    """Layer-normalised feature maps -> per-layer NLL (nats/dim) and the total score."""
+
+    def __init__(self, channels: list[int], config: FlowConfig = FlowConfig()) -> None:  # noqa: B008 (frozen)
+        super().__init__()
+        self.config = config
+        self.flows = nn.ModuleList(
+            FastFlow(c, config.steps, config.hidden_ratio, config.conv3x3_only, config.clamp) for c in channels
+        )
+        self.targets = nn.ModuleList(GaussianTarget(c) for c in channels)
+        # Training only (fit --precision bf16): the flows run under bfloat16 autocast, the Gaussian NLL in
+        # float32. Scoring, export and saved models are always float32.
+        self.bf16_flows = False
+
+    def forward(self, feats: list[torch.Tensor], with_maps: bool = False) -> dict[str, torch.Tensor]:
+        layers, maps = [], []
+        for x, flow, target in zip(feats, self.flows, self.targets):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16_flows):
+                z, log_det = flow(x.float())
+            z, log_det = z.float(), log_det.float()
+            layers.append(layer_nll(z, log_det, target))
+            if with_maps:
+                maps.append(residual_map(z))
+        per_layer = torch.stack(layers, dim=1)
+        out = {"layers": per_layer, "score": per_layer.mean(1)}
+        if with_maps:
+            out["maps"] = maps
+        return out

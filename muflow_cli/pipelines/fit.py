@@ -1,0 +1,156 @@
+"""Fit a µFlow detector on a folder of real faces.
+
+Stages (``fit_crops``, each a function of pipelines/fit_stages.py or fit_training.py): faces -> split
+(fit / held-out calibration, by group, seeded) -> average faces of the fit part -> Gaussian target per
+layer -> backbone features of single fit faces, cached once in float16 (in RAM, or memory-mapped on disk
+when large: nn/feature_cache.py) -> flows trained many epochs on the cache -> calibration scores of
+held-out reals -> the bundle. Calibration faces take no part in averages or training. With a checkpoint
+(pipelines/fit_checkpoint.py) the faces, the split and targets, and each epoch are kept, and a resumed
+fit goes on from them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from muflow_cli.faces.stage import FaceStage
+from muflow_cli.inputs.files import group_keys
+from muflow_cli.inputs.images import iter_image_files
+from muflow_cli.model.deepfake_model import DeepfakeModel
+from muflow_cli.model.device import pick_device, training_precision
+from muflow_cli.pipelines.fit_checkpoint import FitCheckpoint, SavedFaces, fit_settings
+from muflow_cli.pipelines.fit_config import MIN_FACES, FitConfig, FitError, FitReport, default_epochs, detector_spec
+from muflow_cli.pipelines.fit_stages import (
+    Rows,
+    announce,
+    cache_features,
+    calibrate_model,
+    check_faces,
+    fit_targets,
+    hold_out,
+    load_backbone,
+    make_bundle,
+    model_for,
+    plan_fit,
+    split_by_group,
+    thumbnail,
+    training_faces,
+)
+from muflow_cli.pipelines.fit_training import estimate_seconds, train_flows
+from muflow_cli.progress import track
+
+__all__ = [  # what the rest of muflow and the benchmarks import from here
+    "MIN_FACES", "FitConfig", "FitError", "FitReport", "Rows", "cache_features", "collect_faces", "default_epochs",
+    "estimate_seconds", "fit", "fit_crops", "model_for", "split_by_group", "thumbnail", "train_flows",
+]
+
+
+def fit(
+    paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: bool = True, notify: Callable[[str], None] | None = None,
+    checkpoint_dir: Path | None = None, resume: bool = False, keep_checkpoint: bool = False,
+) -> tuple[DeepfakeModel, FitReport]:
+    """Fit on the real faces under ``paths``; returns the model and what happened.
+
+    ``notify`` receives a line for the person waiting, once the faces are collected: how many will be
+    fitted, what was skipped and why, and the time the rest will take, measured on this machine.
+    ``checkpoint_dir``: keep each finished stage and epoch there (fit_checkpoint.py); with ``resume``, go on
+    from what it holds (settings must match). It is removed when the fit returns, unless ``keep_checkpoint``
+    (the CLI removes it once the bundle is written)."""
+    config.check()
+    paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = FitCheckpoint(checkpoint_dir, fit_settings(config, [str(p.resolve()) for p in paths]), resume)
+    faces = checkpoint.load_faces() if checkpoint is not None else None
+    if faces is None:
+        faces = gather_faces(paths, config, progress)
+        if checkpoint is not None:
+            checkpoint.save_faces(faces)
+    report = FitReport(files=faces.files, skipped=faces.skipped, seconds={"faces": faces.seconds})
+    result = fit_crops(faces.crops, faces.groups, config, progress, report, notify, checkpoint)
+    if checkpoint is not None and not keep_checkpoint:
+        checkpoint.remove()
+    return result
+
+
+def fit_crops(
+    crops: np.ndarray,
+    group_ids: np.ndarray | None = None,
+    config: FitConfig = FitConfig(),
+    progress: bool = True,
+    report: FitReport | None = None,
+    notify: Callable[[str], None] | None = None,
+    checkpoint: FitCheckpoint | None = None,
+) -> tuple[DeepfakeModel, FitReport]:
+    """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video).
+
+    ``checkpoint``: keeps the split, targets and epochs, and resumes from what it holds (fit() makes it)."""
+    config.check()
+    report = report or FitReport()
+    group_ids = check_faces(len(crops), group_ids, config, report)
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    report.precision = training_precision(config.precision, device)
+    saved = checkpoint.load_split() if checkpoint is not None else None
+    split = hold_out(crops, group_ids, config, rng, report, saved)
+    backbone = load_backbone(config, device)
+    plan_fit(config, report)
+    groups = len(np.unique(group_ids))
+    if notify is not None:
+        report.estimate = estimate_seconds(backbone, split.fit, report, config, device)
+        notify(announce(report, config, groups))
+    averaged = fit_targets(backbone, split, config, report, rng, progress, saved, checkpoint)
+    with cache_features(backbone, training_faces(split.fit, config, report), config, progress, report) as cache:
+        flows = train_flows(model_for(backbone, averaged.targets, config.flow, device), cache, config, report, rng,
+                            device, progress, checkpoint)
+    scorer, scores = calibrate_model(backbone, flows, split, config, report, device)
+    return make_bundle(scorer, scores, split, averaged, groups, config, report), report
+
+
+def gather_faces(paths: list[Path], config: FitConfig, progress: bool) -> SavedFaces:
+    """collect_faces, timed, skip reasons that occurred only: the record a checkpoint keeps."""
+    t0 = time.perf_counter()
+    crops, groups, files, skipped = collect_faces(paths, config, progress)
+    return SavedFaces(crops, groups, files, {k: v for k, v in skipped.items() if v}, time.perf_counter() - t0)
+
+
+def collect_faces(
+    paths: list[Path], config: FitConfig, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, int, Counter]:
+    """Aligned crops (N, S, S, 3) of every usable face, the group index of each, file count, skips.
+
+    Files are read on the same worker pool as ``muflow scan`` (faces.FaceStage)."""
+    files = list(iter_image_files(paths))
+    keys = group_keys(files, config.group_by)
+    crops, ids, skipped = [], [], Counter()
+    make = detector_spec(config).factory(config.faces)
+    with FaceStage(config.faces, make, config.crop_size, config.context) as stage:
+        results = track(stage.map(files), "faces   ", total=len(files), enabled=progress)
+        for i, res in enumerate(results):
+            if res.status != "ok":
+                skipped[res.status] += 1
+                continue
+            kept = [f for f in res.faces if f.size_px >= config.min_face_px]
+            skipped["small_face"] += len(res.faces) - len(kept)
+            crops += [f.crop for f in kept]
+            ids += [keys[i]] * len(kept)
+    empty = np.zeros((0, config.crop_size, config.crop_size, 3), np.uint8)
+    groups = np.unique(np.asarray([str(g) for g in ids]), return_inverse=True)[1] if ids else np.zeros(0, int)
+    return _stack(crops, empty), groups, len(files), skipped
+
+
+def _stack(crops: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    """np.stack without holding the list and the array at once (10k crops are 1.9 GB each way)."""
+    if not crops:
+        return empty
+    out = np.empty((len(crops), *crops[0].shape), crops[0].dtype)
+    for i in range(len(crops)):
+        out[i], crops[i] = crops[i], None
+    return out

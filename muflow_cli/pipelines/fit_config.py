@@ -1,0 +1,111 @@
+"""The fit's settings, what it reports, and its error: what the fit's stages all read and write (pipelines/fit.py)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from muflow_cli.choices import CACHE_PLACES, PRECISIONS
+from muflow_cli.errors import ConfigError, MuflowError
+from muflow_cli.faces.options import FaceFinding
+from muflow_cli.inputs.files import GROUP_BY
+from muflow_cli.model.card import FaceDetectorSpec
+from muflow_cli.nn.config import FlowConfig
+from muflow_cli.stats.calibration import check_tail
+
+MIN_FACES = 20
+
+
+class FitError(MuflowError):
+    """The data cannot give a model (too few faces, training diverged)."""
+
+
+@dataclass
+class FitConfig:
+    crop_size: int = 256
+    context: float = 1.5
+    faces: FaceFinding = field(default_factory=FaceFinding)  # detector (None: SCRFD), down to which size, or pre-aligned crops
+    min_face_px: float = 24.0  # smaller faces carry too little detail to learn from
+    backbone: str = "mobilenetv2_100"
+    backbone_weights: Path | None = None
+    download_backbone: bool = False
+    taps: tuple[int, ...] | None = None
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    k: int | None = None
+    averages: int | None = None
+    calibration_fraction: float = 0.2
+    group_by: str = "auto"  # faces that share a group stay on one side of the calibration split (files.group_keys)
+    epochs: int | None = None
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    precision: str = "auto"  # flows' training: fp32, bf16 autocast, or auto (bf16 where native: device.training_precision)
+    seed: int = 0
+    tail: str = "two"
+    cache: str = "auto"  # where the feature cache lives: auto (RAM while it needs <= half the free memory), memory, disk
+    cache_dir: Path | None = None  # folder for an on-disk cache (default: the system's temporary folder)
+    device: str = "auto"
+    augment: int = 0  # degraded copies of each fit face in flow training (augment.py); 0: none
+    data_note: str = ""  # free text about the fit data, kept in the card
+
+    def check(self) -> None:
+        """Every rule on the settings, checked before a single face is collected."""
+        if self.crop_size < 64 or self.crop_size % 16:
+            raise ConfigError("crop size must be a multiple of 16, at least 64 (the backbone's stride is 16)")
+        self.faces.check()
+        if self.group_by not in GROUP_BY:
+            raise ConfigError(f"group_by must be one of {', '.join(GROUP_BY)}")
+        if not 0.05 <= self.calibration_fraction <= 0.5:
+            raise ConfigError("calibration fraction must lie in [0.05, 0.5]")
+        if self.cache not in CACHE_PLACES:
+            raise ConfigError(f"cache must be one of {', '.join(CACHE_PLACES)}")
+        check_tail(self.tail)
+        if self.batch_size < 2 or self.lr <= 0 or (self.epochs is not None and self.epochs < 1):
+            raise ConfigError("batch size must be at least 2, lr positive and epochs at least 1")
+        if not 0 <= self.augment <= 8:
+            raise ConfigError("augment must lie in [0, 8] copies per face")
+        if self.context < 1:
+            raise ConfigError("context must be at least 1 (the template's own framing)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}")
+
+
+@dataclass
+class FitReport:
+    files: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    faces: int = 0
+    fit_faces: int = 0
+    training_faces: int = 0  # fit faces and their augmented copies (what the flows train on)
+    precision: str = "fp32"  # what the flows were trained in (FitConfig.precision resolved for the device)
+    calibration_faces: int = 0
+    k: int = 0
+    averages: int = 0
+    epochs: int = 0
+    losses: list[float] = field(default_factory=list)
+    calibration_mean: float = float("nan")
+    seconds: dict[str, float] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)  # where the feature cache lived, and its size
+    warnings: list[str] = field(default_factory=list)  # for the person who ran the fit (the CLI prints them)
+    estimate: dict[str, float] = field(default_factory=dict)  # seconds per remaining stage, measured before it ran
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_epochs(n_fit: int) -> int:
+    """About 6,000 face presentations (~375 Adam steps at batch 16), within [8, 60] epochs.
+
+    Checked on held-out reals only (benchmarks/fit_epochs.py): on a 24-face fit their NLL
+    still falls up to the 60-epoch cap (by 0.024 nats/dim from 32 to 60, the smallest
+    step); a 120-face fit still falls steeply between 8 and 16 of its 50 epochs.
+    """
+    return int(min(60, max(8, math.ceil(6000 / max(n_fit, 1)))))
+
+
+def detector_spec(config: FitConfig) -> FaceDetectorSpec:
+    """The face detector the model is fitted with, and that its scans use unless told otherwise."""
+    default = FaceDetectorSpec()
+    return FaceDetectorSpec(config.faces.detector or default.kind, config.faces.threshold or default.threshold)

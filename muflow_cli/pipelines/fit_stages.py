@@ -1,0 +1,260 @@
+"""The stages of a fit, one job each; ``fit_crops`` (pipelines/fit.py) runs them in turn.
+
+Training the flows, and timing it beforehand, are pipelines/fit_training.py. What a stage keeps for
+a resumed fit is a record of pipelines/fit_checkpoint.py.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+import cv2
+import numpy as np
+import torch
+
+from muflow_cli.model.card import CalibrationInfo, CropSpec, TrainingInfo
+from muflow_cli.model.deepfake_model import DeepfakeModel, new_card
+from muflow_cli.nn.augment import AugmentedRows
+from muflow_cli.nn.averages import average_faces, default_average_plan
+from muflow_cli.nn.config import FlowConfig
+from muflow_cli.nn.feature_cache import FeatureCache
+from muflow_cli.nn.features import create_feature_extractor
+from muflow_cli.nn.flow_model import MuFlowModel
+from muflow_cli.nn.target import GaussianTarget
+from muflow_cli.pipelines.fit_checkpoint import FitCheckpoint, SavedSplit
+from muflow_cli.pipelines.fit_config import MIN_FACES, FitConfig, FitError, FitReport, default_epochs, detector_spec
+from muflow_cli.progress import track
+from muflow_cli.stats.calibration import Calibration
+
+SAMPLE, SAMPLE_PX = 16, 64  # average faces and fit faces kept in the bundle for `muflow info --html`
+
+
+def check_faces(n: int, group_ids: np.ndarray | None, config: FitConfig, report: FitReport) -> np.ndarray:
+    """The group of each face (each its own when none is given), once there are faces enough to fit and to hold out.
+
+    Refused before any work: fewer than MIN_FACES, or a single group (nothing could be held out to
+    calibrate without sharing a photo or video with the fit part)."""
+    report.faces = n
+    if n < MIN_FACES:
+        raise FitError(
+            f"found {n} usable faces; fitting needs at least {MIN_FACES} (hundreds are better). "
+            f"Skipped files: {report.skipped or 'none'}"
+        )
+    group_ids = np.arange(n) if group_ids is None else np.asarray(group_ids)
+    if len(np.unique(group_ids)) < 2:
+        raise FitError(
+            f"all {n} faces are in one group (--group-by {config.group_by}), so none can be held out to calibrate; "
+            "give more photos or videos, or --group-by file if the files are independent photos"
+        )
+    return group_ids
+
+
+def split_by_group(group_ids: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask of calibration faces: whole groups go to calibration until it holds ``fraction``.
+
+    Faces of one photo (or one video or burst: files.group_keys) share camera, compression and
+    often identity; if they straddled the split, calibration scores would be optimistic and
+    new real sources would be flagged more often than the stated FPR. Groups are taken in
+    random order; a group that would overshoot the target by half is passed over (if every
+    group is that large, the smallest one is held out).
+    """
+    groups, sizes = np.unique(group_ids, return_counts=True)
+    order = rng.permutation(len(groups))
+    target = max(1, int(round(fraction * len(group_ids))))
+    cal = np.zeros(len(group_ids), bool)
+    held = 0
+    for g in order:
+        if held >= target:
+            break
+        if held + sizes[g] > 1.5 * target:
+            continue
+        cal |= group_ids == groups[g]
+        held += sizes[g]
+    if held == 0:
+        cal |= group_ids == groups[int(np.argmin(sizes))]
+    return cal
+
+
+class Rows:
+    """Rows ``index`` of an array, read on demand: the fit part of 10k crops would be a 1.5 GB copy."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
+        self.array, self.index = array, np.asarray(index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.array.shape[1:])
+
+    def __getitem__(self, i) -> np.ndarray:
+        return self.array[self.index[i]]
+
+
+@dataclass
+class Split:
+    """The faces on either side of the calibration split."""
+
+    mask: np.ndarray  # True: held out to calibrate
+    fit: Rows  # averages and training
+    calibration: np.ndarray  # held-out reals: their scores are the model's calibration
+
+
+def hold_out(crops: np.ndarray, group_ids: np.ndarray, config: FitConfig, rng: np.random.Generator, report: FitReport,
+             saved: SavedSplit | None = None) -> Split:
+    """Hold whole groups out to calibrate (split_by_group; ``saved``: the split of the fit being resumed).
+
+    First, so that calibration faces take no part in the averages or the training: their scores must
+    be those of reals the model has never seen."""
+    mask = saved.cal_mask if saved is not None else split_by_group(group_ids, config.calibration_fraction, rng)
+    split = Split(mask, Rows(crops, np.flatnonzero(~mask)), crops[mask])
+    report.fit_faces, report.calibration_faces = len(split.fit), len(split.calibration)
+    if report.fit_faces < MIN_FACES // 2:
+        raise FitError(f"only {report.fit_faces} faces left to fit after holding out calibration; add more faces")
+    return split
+
+
+def load_backbone(config: FitConfig, device: torch.device):
+    """The frozen feature extractor, on ``device``: every later stage looks at faces through it."""
+    return create_feature_extractor(config.backbone, config.backbone_weights, config.taps, config.download_backbone).to(device)
+
+
+def plan_fit(config: FitConfig, report: FitReport) -> None:
+    """How many crops per average, averages and epochs: the config's, or defaults for this many fit faces."""
+    report.k, report.averages = default_average_plan(report.fit_faces, config.k, config.averages)
+    report.epochs = config.epochs or default_epochs(report.fit_faces)
+
+
+def announce(report: FitReport, config: FitConfig, groups: int) -> str:
+    """The line for the person waiting: what will be fitted, what was skipped, and ``report.estimate``."""
+    skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.skipped.items()) or "nothing"
+    parts = ", ".join(f"{k} {_duration(v)}" for k, v in report.estimate.items() if k != "total")
+    return (f"fitting on {report.fit_faces} faces, {report.calibration_faces} held out to calibrate "
+            f"({groups} groups by {config.group_by}); skipped: {skipped}. "
+            f"Estimated time for the rest, measured on this machine: {_duration(report.estimate['total'])} ({parts})")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def fit_targets(backbone, split: Split, config: FitConfig, report: FitReport, rng: np.random.Generator, progress: bool,
+                saved: SavedSplit | None = None, checkpoint: FitCheckpoint | None = None) -> SavedSplit:
+    """Average faces of the fit part -> pooled backbone features -> one Gaussian target per layer.
+
+    Averages cancel identity, pose and expression and keep what the real source shares (nn/averages.py):
+    the flows learn to map single faces onto these targets. ``saved`` (a resumed fit): its targets, and
+    both RNGs set back to where the averages left them. A new result is kept in ``checkpoint``."""
+    if saved is not None:
+        rng.bit_generator.state = saved.rng_state
+        torch.set_rng_state(saved.torch_rng_state)
+        report.seconds["averages"] = saved.seconds
+        return saved
+    t = time.perf_counter()
+    pooled: list[list[np.ndarray]] = [[] for _ in backbone.channels]
+    samples: list[np.ndarray] = []
+    batches = average_faces(split.fit, report.k, report.averages, rng, batch=config.batch_size)
+    for batch in track(batches, "averages", total=math.ceil(report.averages / config.batch_size), enabled=progress):
+        samples += [thumbnail(a) for a in batch[: SAMPLE - len(samples)]]
+        for j, f in enumerate(backbone(torch.from_numpy(batch))):
+            pooled[j].append(f.mean(dim=(2, 3)).double().cpu().numpy())
+    targets = [GaussianTarget.fit(np.concatenate(p)) for p in pooled]
+    report.seconds["averages"] = time.perf_counter() - t
+    done = SavedSplit(split.mask, targets, np.stack(samples), rng.bit_generator.state, torch.get_rng_state(),
+                      report.seconds["averages"])
+    if checkpoint is not None:
+        checkpoint.save_split(done)
+    return done
+
+
+def training_faces(fit: Rows, config: FitConfig, report: FitReport):
+    """The faces the flows train on: the fit faces, and ``config.augment`` degraded copies of each (nn/augment.py)."""
+    faces = AugmentedRows(fit, config.augment, config.seed) if config.augment else fit
+    report.training_faces = len(faces)
+    return faces
+
+
+def cache_features(backbone, crops, config: FitConfig, progress: bool, report: FitReport | None = None) -> FeatureCache:
+    """Backbone features of ``crops``, computed once in float16 (nn/feature_cache.py): the backbone is frozen,
+    so every epoch reads them back instead of running it again. ``report``: where the cache lives, and the time."""
+    t = time.perf_counter()
+    cache = None
+    try:
+        for s in track(range(0, len(crops), config.batch_size), "features", enabled=progress):
+            feats = backbone(torch.from_numpy(crops[s : s + config.batch_size]))
+            if cache is None:
+                cache = FeatureCache([tuple(f.shape[1:]) for f in feats], len(crops), config.cache, config.cache_dir)
+            cache.put(s, feats)
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise
+    if report is not None:
+        report.cache = {"where": cache.where, "bytes": cache.nbytes}
+        report.seconds["features"] = time.perf_counter() - t
+    return cache
+
+
+def model_for(backbone, targets: list[GaussianTarget], flow: FlowConfig, device: torch.device) -> MuFlowModel:
+    """Untrained flows (identity at start) over the fitted Gaussian targets."""
+    model = MuFlowModel(backbone.channels, flow)
+    for tgt, fitted in zip(model.targets, targets):
+        tgt.load_state_dict(fitted.state_dict())
+    return model.to(device)
+
+
+def calibrate_model(backbone, flows: MuFlowModel, split: Split, config: FitConfig, report: FitReport,
+                    device: torch.device) -> tuple[DeepfakeModel, np.ndarray]:
+    """The trained parts as a model not yet calibrated, and its scores of the held-out reals.
+
+    Those scores are the calibration: a new face's p-value is where its score falls among them."""
+    t = time.perf_counter()
+    card = new_card(
+        backbone=backbone, backbone_weights=config.backbone_weights, crop=CropSpec(config.crop_size, config.context),
+        face_detector=detector_spec(config), flow=config.flow,
+        calibration=CalibrationInfo(tail=config.tail), training=TrainingInfo(),
+    )
+    scorer = DeepfakeModel(card, backbone, flows, Calibration(np.zeros(0), config.tail)).to(device)
+    scores = scorer.score(split.calibration, batch_size=config.batch_size)["score"]
+    report.calibration_mean = float(np.mean(scores)) if len(scores) else float("nan")
+    report.seconds["calibration"] = time.perf_counter() - t
+    return scorer, scores
+
+
+def make_bundle(scorer: DeepfakeModel, scores: np.ndarray, split: Split, averaged: SavedSplit, groups: int,
+                config: FitConfig, report: FitReport) -> DeepfakeModel:
+    """The model to save: calibrated on ``scores``, its card saying how it was fitted, samples of the
+    average and fit faces for `muflow info --html`; a warning when calibration is too small to say 'fake'."""
+    calibration = CalibrationInfo(tail=config.tail, faces=len(scores), source="fit", group_by=config.group_by)
+    detector = scorer.with_calibration(scores, calibration, replace(scorer.card, training=training_info(config, report, groups)))
+    picks = np.linspace(0, len(split.fit) - 1, min(SAMPLE, len(split.fit)))
+    face_sample = np.stack([thumbnail(split.fit[int(i)]) for i in picks])
+    detector.extras = {"report.averages": torch.from_numpy(averaged.average_sample), "report.faces": torch.from_numpy(face_sample)}
+    min_p = detector.calibration.min_p()
+    if min_p > 0.05:
+        report.warnings.append(
+            f"only {report.calibration_faces} calibration faces: the smallest p-value is {min_p:.3f}, "
+            "so verdicts at an fpr below it cannot say 'fake'"
+        )
+    return detector
+
+
+def training_info(config: FitConfig, report: FitReport, groups: int) -> TrainingInfo:
+    """The card's account of the fit: when, on what, with which settings, and the losses."""
+    return TrainingInfo(
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"), seed=config.seed, images=report.files,
+        skipped=dict(report.skipped), faces=report.faces, fit_faces=report.fit_faces,
+        calibration_faces=report.calibration_faces, k=report.k, averages=report.averages, epochs=report.epochs,
+        batch_size=config.batch_size, lr=config.lr, final_loss=report.losses[-1], losses=list(report.losses),
+        groups=groups, calibration_mean_score=report.calibration_mean, min_face_px=config.min_face_px,
+        group_by=config.group_by, augment=config.augment, data=config.data_note, precision=report.precision,
+    )
+
+
+def thumbnail(crop: np.ndarray) -> np.ndarray:
+    """A crop downscaled to SAMPLE_PX (uint8), for the bundle's sample of faces."""
+    return cv2.resize(np.ascontiguousarray(crop), (SAMPLE_PX, SAMPLE_PX), interpolation=cv2.INTER_AREA)

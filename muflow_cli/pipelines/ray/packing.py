@@ -1,0 +1,47 @@
+"""A part's face-finding results (FileFaces) as safetensors bytes, to cross the object store between
+the face-finding and scoring actors: arrays for the faces, a uint8 array of JSON for the rest.
+
+Ray would pickle the objects between stages; muflow unpickles nothing, its own data included."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from muflow_cli.faces.face import Face, FileFaces
+
+
+def pack_faces(results: list[FileFaces]) -> bytes:
+    """The safetensors bytes of a part's results, in order."""
+    from safetensors.numpy import save
+
+    faces = [f for r in results for f in (r.faces or [])]
+    size = results and next((f.crop.shape[0] for f in faces), 0) or 0
+    files = [{"path": str(r.path), "status": r.status, "message": r.message, "size": list(r.image_size) if r.image_size else None,
+              "faces": len(r.faces or [])} for r in results]
+    arrays = {
+        "files": np.frombuffer(json.dumps(files).encode(), np.uint8),
+        "crops": np.stack([f.crop for f in faces]) if faces else np.zeros((0, size, size, 3), np.uint8),
+        "boxes": np.array([f.box for f in faces], np.float64).reshape(-1, 4),
+        "landmarks": np.array([f.landmarks for f in faces], np.float64).reshape(-1, 5, 2),
+        "det_scores": np.array([f.det_score for f in faces], np.float64),
+        "scales": np.array([f.scale for f in faces], np.float64),
+    }
+    return save(arrays)
+
+
+def unpack_faces(blob: bytes) -> list[FileFaces]:
+    """The inverse of :func:`pack_faces`."""
+    from safetensors.numpy import load
+
+    arrays = load(blob)
+    files = json.loads(arrays["files"].tobytes())
+    out, k = [], 0
+    for f in files:
+        faces = [Face(arrays["boxes"][i], float(arrays["det_scores"][i]), arrays["landmarks"][i], arrays["crops"][i],
+                      float(arrays["scales"][i])) for i in range(k, k + f["faces"])]
+        k += f["faces"]
+        out.append(FileFaces(f["path"], f["status"], f["message"], faces if f["status"] == "ok" or faces else
+                             ([] if f["status"] == "no_face" else None), tuple(f["size"]) if f["size"] else None))
+    return out

@@ -1,0 +1,107 @@
+"""The scan and video tables' schema: documented, stable columns, the same for every output and every engine.
+
+Pipelines build their rows into these frames; outputs/tables.py writes them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from muflow_cli.faces.face import Face
+
+# name -> (pandas dtype, meaning). The order is the column order of every output.
+SCHEMA: dict[str, tuple[str, str]] = {
+    "file": ("string", "path of the image as given or found"),
+    "face": ("Int64", "face index in the file, 0 = highest detection score; empty for file-level rows"),
+    "status": ("string", "ok | no_face | unreadable | too_large | error"),
+    "message": ("string", "human-readable detail (errors, small-face warnings)"),
+    "image_width": ("Int64", "decoded width in pixels (after EXIF orientation)"),
+    "image_height": ("Int64", "decoded height in pixels"),
+    "x1": ("Float64", "face box left, original pixels"),
+    "y1": ("Float64", "face box top"),
+    "x2": ("Float64", "face box right"),
+    "y2": ("Float64", "face box bottom"),
+    "det_score": ("Float64", "face detector confidence"),
+    "landmarks": ("string", "5 landmarks 'x y' separated by ';' (eyes, nose, mouth corners), original pixels"),
+    "face_px": ("Float64", "face size in the original image: sqrt(box width x box height)"),
+    "upscale": ("Float64", "aligned-crop pixels per original pixel (> 1: the face was enlarged)"),
+    "score": ("Float64", "fakeness score: negative log-likelihood, nats per dimension, mean over layers"),
+    "p_value": ("Float64", "conformal p-value against the model's held-out real faces"),
+    "verdict": ("string", "fake if p_value <= fpr, else real; empty for file-level rows"),
+}
+SMALL_FACE_PX = 64.0
+
+_FACE_COLUMNS = ("x1", "y1", "x2", "y2", "det_score", "face_px")
+VIDEO_FRAME_SCHEMA: dict[str, tuple[str, str]] = {
+    "video": ("string", "path of the video"),
+    "frame": ("Int64", "frame number in the stream, from 0"),
+    "time_s": ("Float64", "timestamp in seconds (container time); empty when the file has no timing"),
+    "track": ("Int64", "face track id within the video"),
+    "face": ("Int64", "face index within the frame"),
+    "status": ("string", "ok | no_face | no_frames | unreadable | error"),
+    "message": ("string", "detail for non-ok rows, or a note about the stream's timing"),
+    **{k: SCHEMA[k] for k in _FACE_COLUMNS},
+    "score": SCHEMA["score"],
+    "p_value": SCHEMA["p_value"],
+    "verdict": SCHEMA["verdict"],
+}
+TRACK_SCHEMA: dict[str, tuple[str, str]] = {
+    "video": ("string", "path of the video"),
+    "track": ("Int64", "face track id within the video"),
+    "status": ("string", "ok, or the video's status when it has no track"),
+    "message": ("string", "detail"),
+    "first_s": ("Float64", "time of the track's first face"),
+    "last_s": ("Float64", "time of the track's last face"),
+    "first_frame": ("Int64", "frame number of the first face"),
+    "last_frame": ("Int64", "frame number of the last face"),
+    "faces": ("Int64", "number of faces (sampled frames) in the track"),
+    "mean_score": ("Float64", "mean of the faces' scores"),
+    "max_score": ("Float64", "highest face score"),
+    "p_value": ("Float64", "track p-value: min(1, 2 x median of the faces' p-values), valid under any dependence"),
+    "verdict": ("string", "fake if p_value <= fpr, else real"),
+}
+
+
+def face_columns(face: Face) -> dict[str, float]:
+    """A face's box, detector score and size: the columns every face table shares."""
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    return {"x1": x1, "y1": y1, "x2": x2, "y2": y2, "det_score": face.det_score, "face_px": face.size_px}
+
+
+def layer_columns(layer_names: list[str]) -> list[str]:
+    """Per-layer score columns, e.g. score_s4 (stride-4 layer), appended after the schema."""
+    return [f"score_{name}" for name in layer_names]
+
+
+def to_frame(rows: list[dict], layer_names: list[str], schema: dict[str, tuple[str, str]] = SCHEMA) -> pd.DataFrame:
+    """Rows -> a table with the schema's columns and dtypes, then per-layer score columns."""
+    cols = list(schema) + layer_columns(layer_names)
+    df = pd.DataFrame(rows, columns=cols)
+    for name, (dtype, _) in schema.items():
+        df[name] = df[name].astype(dtype)
+    for name in layer_columns(layer_names):
+        df[name] = df[name].astype("Float64")
+    return df
+
+
+def summarize(df: pd.DataFrame) -> dict[str, int]:
+    """Counts of a scan table for summaries and reports: files, faces, flagged, no-face files, errors."""
+    return {
+        "files": int(df["file"].nunique()),
+        "faces": int((df["status"] == "ok").sum()),
+        "flagged": int((df["verdict"] == "fake").sum()),
+        "no_face": int((df["status"] == "no_face").sum()),
+        "errors": int((~df["status"].isin(["ok", "no_face"])).sum()),
+    }
+
+
+_ARROW_TYPES = {"string": "string", "Int64": "int64", "Float64": "float64"}
+
+
+def arrow_schema(layer_names: list[str], schema: dict[str, tuple[str, str]] = SCHEMA):
+    """The table's columns as a pyarrow schema: a Parquet part with no rows, or with a column that is all
+    empty (no face in any of its files), keeps the same types as every other part."""
+    import pyarrow as pa
+
+    fields = [pa.field(name, getattr(pa, _ARROW_TYPES[dtype])()) for name, (dtype, _) in schema.items()]
+    return pa.schema(fields + [pa.field(name, pa.float64()) for name in layer_columns(layer_names)])

@@ -1,0 +1,43 @@
+"""Conformal p-values: how unusual a score is among held-out real faces' scores (numpy only).
+
+upper p = (1 + #{cal >= s}) / (n + 1), lower p = (1 + #{cal <= s}) / (n + 1),
+two-sided p = min(1, 2 min(upper, lower)). On exchangeable reals P(p <= alpha) <= alpha.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from muflow_cli.choices import TAILS
+
+
+def p_values(scores: np.ndarray, calibration: np.ndarray, tail: str = "two") -> np.ndarray:
+    """Conformal p-values of ``scores`` against sorted calibration scores."""
+    if tail not in TAILS:
+        raise ValueError(f"tail must be one of {TAILS}, not {tail!r}")
+    cal = np.sort(np.asarray(calibration, dtype=np.float64))
+    s = np.asarray(scores, dtype=np.float64)
+    n = len(cal)
+    upper = (1 + n - np.searchsorted(cal, s, side="left")) / (n + 1)
+    if tail == "upper":
+        return upper
+    lower = (1 + np.searchsorted(cal, s, side="right")) / (n + 1)
+    return np.minimum(1.0, 2 * np.minimum(upper, lower))
+
+
+def min_attainable_p(n_calibration: int, tail: str = "two") -> float:
+    """Smallest p-value n calibration scores can give: verdicts at fpr below it never say fake."""
+    return (2.0 if tail == "two" else 1.0) / (n_calibration + 1)
+
+
+def cutoffs(calibration: np.ndarray, fpr: float, tail: str = "two") -> tuple[float | None, float | None]:
+    """Score thresholds equivalent to ``p <= fpr``: flag s < low or s > high (None: never on that side)."""
+    cal = np.sort(np.asarray(calibration, dtype=np.float64))
+    n = len(cal)
+    side = fpr / 2 if tail == "two" else fpr
+    k = int(np.floor(side * (n + 1) - 1 + 1e-9))  # at most k calibration scores may lie beyond s
+    if k < 0:
+        return None, None
+    high = float(cal[n - 1 - k]) if k < n else float("-inf")
+    low = (float(cal[k]) if k < n else float("inf")) if tail == "two" else None
+    return low, high
