@@ -30,7 +30,8 @@ import torch
 from muflow_cli.nn.averages import average_faces, default_average_plan
 from muflow_cli.nn.features import create_feature_extractor
 from muflow_cli.nn.target import GaussianTarget
-from muflow_cli.pipelines.fit import FitConfig, FitReport, Rows, cache_features, collect_faces, default_epochs, model_for, split_by_group, train_flows
+from muflow_cli.pipelines.fit import FitConfig, FitReport, Rows, cache_features, collect_faces, default_epochs, face_groups, model_for, train_flows
+from muflow_cli.stats.splits import whole_groups
 
 
 @torch.no_grad()
@@ -67,12 +68,13 @@ def main() -> int:
         config.batch_size = args.batch_size
     if args.lr:
         config.lr = args.lr
-    crops, groups, files, _ = collect_faces([args.folder], config, progress=False)
+    crops, face_files, files, _ = collect_faces([args.folder], config, progress=False)
     rng = np.random.default_rng(1234)  # the evaluation split never changes with --seed
-    held = split_by_group(groups, 0.25, rng)
+    groups = face_groups(crops, face_files, config.group_by)[0]
+    held = whole_groups(groups, 0.25, rng)
     pool = np.flatnonzero(~held)
     eval_crops = crops[held]
-    print(f"{files} files, {len(crops)} faces in {len(np.unique(groups))} folders: {len(eval_crops)} evaluation faces, "
+    print(f"{len(files)} files, {len(crops)} faces in {len(np.unique(groups))} folders: {len(eval_crops)} evaluation faces, "
           f"{len(pool)} to fit from; batch {config.batch_size}, lr {config.lr}", flush=True)
     backbone = create_feature_extractor()
     rows = []

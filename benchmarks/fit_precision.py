@@ -23,7 +23,8 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from muflow_cli.nn.features import create_feature_extractor
-from muflow_cli.pipelines.fit import FitConfig, FitReport, Rows, cache_features, collect_faces, model_for, split_by_group, train_flows
+from muflow_cli.pipelines.fit import FitConfig, FitReport, Rows, cache_features, collect_faces, face_groups, model_for, train_flows
+from muflow_cli.stats.splits import whole_groups
 
 
 def main() -> int:
@@ -34,17 +35,18 @@ def main() -> int:
     ap.add_argument("--fakes", type=int, default=100)
     args = ap.parse_args()
     config = FitConfig(group_by="folder", epochs=args.epochs)
-    crops, groups, files, _ = collect_faces([args.data / "fit"], config, progress=False)
+    crops, face_files, files, _ = collect_faces([args.data / "fit"], config, progress=False)
     fake_files = sorted((args.data / "dcgan").glob("*.png"))[: args.fakes]
     fakes, _, _, _ = collect_faces(fake_files, config, progress=False)
-    held = split_by_group(groups, 0.25, np.random.default_rng(1234))
+    groups = face_groups(crops, face_files, config.group_by)[0]
+    held = whole_groups(groups, 0.25, np.random.default_rng(1234))
     pool = np.flatnonzero(~held)
     idx = np.sort(np.random.default_rng(0).permutation(pool)[: args.fit_faces])
     fit_crops, eval_crops = Rows(crops, idx), crops[held]
     backbone = create_feature_extractor()
     targets = fit_targets(backbone, fit_crops, np.random.default_rng(0), config.batch_size)
     cache = cache_features(backbone, fit_crops, config, False)
-    print(f"{files} files; {len(idx)} fit faces, {len(eval_crops)} held-out reals, {len(fakes)} DCGAN faces; "
+    print(f"{len(files)} files; {len(idx)} fit faces, {len(eval_crops)} held-out reals, {len(fakes)} DCGAN faces; "
           f"{args.epochs} epochs, batch {config.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     runs = {}
     for name, seed, precision in (("fp32, seed 0", 0, "fp32"), ("bf16, seed 0", 0, "bf16"), ("fp32, seed 1", 1, "fp32")):

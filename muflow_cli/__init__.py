@@ -33,16 +33,19 @@ _API = {
     "EvalConfig": "muflow_cli.pipelines.evaluate",
     "evaluate": "muflow_cli.pipelines.evaluate",
     "write_table": "muflow_cli.outputs.tables",
+    "read_provenance": "muflow_cli.inputs.provenance",
+    "Provenance": "muflow_cli.inputs.provenance",
     "MuflowError": "muflow_cli.errors",
 }
 __all__ = [
-    "CalibrateConfig", "DeepfakeModel", "EvalConfig", "FaceFinding", "FitConfig", "MuflowError", "ScanConfig", "VideoConfig",
-    "__version__", "calibrate", "evaluate", "fit", "scan", "scan_videos", "write_table",
+    "CalibrateConfig", "DeepfakeModel", "EvalConfig", "FaceFinding", "FitConfig", "MuflowError", "Provenance", "ScanConfig",
+    "VideoConfig", "__version__", "calibrate", "evaluate", "fit", "read_provenance", "scan", "scan_videos", "write_table",
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load lazily below
     from muflow_cli.errors import MuflowError
     from muflow_cli.faces.options import FaceFinding
+    from muflow_cli.inputs.provenance import Provenance, read_provenance
     from muflow_cli.model.deepfake_model import DeepfakeModel
     from muflow_cli.outputs.tables import write_table
     from muflow_cli.pipelines.calibrate import CalibrateConfig, calibrate

@@ -2,6 +2,7 @@
 builds its choices from them, without importing torch to show ``--help``."""
 
 TAILS = ("two", "upper")  # stats/conformal.py: two-sided or upper-tail conformal p-values
+FIT_TAILS = ("auto", *TAILS)  # fit: auto chooses by the smooth-copy probe (stats/calibration.py: choose_tail)
 ENGINES = ("auto", "torch", "onnx")  # model/engines/choose.py
 CACHE_PLACES = ("auto", "memory", "disk")  # nn/feature_cache.py: where fit's feature cache lives
 FACE_DETECTORS = ("scrfd", "yunet")  # faces/detect.py

@@ -7,6 +7,7 @@ without read permission is readable for root).
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import struct
@@ -26,6 +27,65 @@ SPECIAL_FILES = {
     "zero.jpg": "not a regular file: symbolic link to a character device",
     "pipe_link.jpg": "not a regular file: symbolic link to a named pipe (FIFO)",
 }
+
+
+# Hostile metadata on images that decode: the image is scanned as usual (status ok), and what its metadata did
+# is said in provenance_detail; the provenance kind each must get.
+PROVENANCE_CASES = {
+    "c2pa_shaped_garbage.jpg": "c2pa-invalid",  # a JUMBF box labelled c2pa that is not a manifest store
+    "c2pa_label_in_pixels.png": "none",  # the bytes "c2pa" in a chunk that is no manifest: the SDK finds none
+    "huge_xmp.png": "none",  # a 3 MB XMP packet: not parsed (over the bound)
+    "xmp_entity_bomb.jpg": "none",  # billion laughs: entities are refused
+    "xmp_not_xml.jpg": "none",
+    "malformed_exif.jpg": "none",  # an EXIF block of random bytes
+    "exif_offsets_out_of_file.jpg": "none",
+    "hostile_exif_text.jpg": "camera-exif",  # a make with a newline, a terminal escape and 5,000 characters
+}
+
+
+def _app11(payload: bytes) -> bytes:
+    return b"\xff\xeb" + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _with_exif(rgb: np.ndarray, exif: bytes | Image.Exif) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", exif=exif, quality=90)
+    return buf.getvalue()
+
+
+def write_provenance_cases(root: Path, face_rgb: np.ndarray) -> None:
+    """Files whose metadata is hostile, each an image with a face that decodes (see PROVENANCE_CASES)."""
+    from PIL import PngImagePlugin
+
+    rng = np.random.default_rng(25)
+    ok, jpg = cv2.imencode(".jpg", face_rgb[..., ::-1])
+    jpg = jpg.tobytes()
+    # JPEG APP11 segment "JP" + box instance and sequence, then a jumb superbox whose description box says c2pa
+    jumd = b"jumd" + b"c2pa" + bytes.fromhex("00110010800000aa00389b71") + b"\x03c2pa\x00"
+    box = struct.pack(">I", 16 + len(jumd) + 400) + b"jumb" + struct.pack(">I", 4 + len(jumd)) + jumd + rng.bytes(400)
+    (root / "c2pa_shaped_garbage.jpg").write_bytes(jpg[:2] + _app11(b"JP\x02\x11\x00\x00\x00\x01" + box) + jpg[2:])
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "c2pa " * 50)
+    Image.fromarray(face_rgb).save(root / "c2pa_label_in_pixels.png", pnginfo=info)
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta xmlns:x='adobe:ns:meta/'>" + "<a b='c'/>" * 300_000 + "</x:xmpmeta>")
+    Image.fromarray(face_rgb).save(root / "huge_xmp.png", pnginfo=info)
+    bomb = ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">' + "".join(
+        f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8)) + ']><x:xmpmeta xmlns:x="adobe:ns:meta/">&i;</x:xmpmeta>')
+    buf = io.BytesIO()
+    Image.fromarray(face_rgb).save(buf, "JPEG", xmp=bomb.encode(), quality=90)
+    (root / "xmp_entity_bomb.jpg").write_bytes(buf.getvalue())
+    buf = io.BytesIO()
+    Image.fromarray(face_rgb).save(buf, "JPEG", xmp=b"<x:xmpmeta><rdf:RDF unclosed " + rng.bytes(500), quality=90)
+    (root / "xmp_not_xml.jpg").write_bytes(buf.getvalue())
+    (root / "malformed_exif.jpg").write_bytes(_with_exif(face_rgb, b"Exif\x00\x00" + rng.bytes(300)))
+    # a big-endian IFD whose Make points 2 GB past the end of the file, and an Exif sub-IFD pointer into nowhere
+    ifd = b"MM\x00\x2a\x00\x00\x00\x08\x00\x02" + b"\x01\x0f\x00\x02\x00\x00\x10\x00\x7f\xff\xff\xff" + b"\x87\x69\x00\x04\x00\x00\x00\x01\xff\xff\xff\x00"
+    (root / "exif_offsets_out_of_file.jpg").write_bytes(_with_exif(face_rgb, b"Exif\x00\x00" + ifd + b"\x00" * 8))
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x010F] = "Evil\nCam\x1b[31mRED\x1b[0m" + "A" * 5000
+    exif[0x0110] = "=HYPERLINK(\"x\")"
+    (root / "hostile_exif_text.jpg").write_bytes(_with_exif(face_rgb, exif))
 
 
 def _png_header_only(path: Path, width: int, height: int) -> None:
@@ -112,4 +172,6 @@ def make_corpus(root: Path, face_rgb: np.ndarray) -> dict[str, set[str]]:
         sock.bind(str(put("sock.png", {"unreadable"})))  # the socket node stays after the socket is closed
     put("zero.jpg", {"unreadable"}).symlink_to("/dev/zero")
     put("pipe_link.jpg", {"unreadable"}).symlink_to("pipe.jpg")
+    write_provenance_cases(root, face_rgb)
+    cases.update(dict.fromkeys(PROVENANCE_CASES, OK))
     return cases

@@ -52,3 +52,19 @@ def test_the_domain_check_sees_p_values_at_the_minimum_when_nothing_can_be_flagg
     cal = Calibration(np.arange(10.0))  # smallest two-sided p = 2/11 > 0.05
     check = cal.domain_check(cal.p_values(np.full(30, 100.0)), 0.05)
     assert check.flagged == 0 and check.at_min == 30 and check.mismatch
+
+
+def test_the_fit_chooses_upper_only_when_smooth_copies_clearly_score_high():
+    from muflow_cli.stats.calibration import PROBE_MIN_FACES, UPPER_WHEN, check_fit_tail, choose_tail
+
+    reals = np.random.default_rng(0).normal(size=50)
+    assert choose_tail(reals, reals + 3.0)[0] == "upper"  # smooth copies all above: nothing hides low
+    tail, auc = choose_tail(reals, reals - 3.0)
+    assert tail == "two" and auc < 0.01  # smooth copies below the reals: keep the lower tail
+    tail, auc = choose_tail(reals, reals + 0.05)
+    assert tail == "two" and 0.5 < auc < UPPER_WHEN  # no clear side: keep both
+    tail, auc = choose_tail(reals[: PROBE_MIN_FACES - 1], reals[: PROBE_MIN_FACES - 1] + 3.0)
+    assert tail == "two" and np.isnan(auc)  # too few to tell
+    check_fit_tail("auto")
+    with pytest.raises(ConfigError, match="auto, two, upper"):
+        check_fit_tail("lower")

@@ -9,7 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
-from corpus import SPECIAL_FILES, make_corpus
+from corpus import PROVENANCE_CASES, SPECIAL_FILES, make_corpus
 from typer.testing import CliRunner
 
 from muflow_cli.cli import app
@@ -52,6 +52,18 @@ def test_scan_over_the_bad_input_corpus(corpus, tmp_path):
         (lx, ly), (rx, ry), (nx, ny) = [tuple(map(float, p.split())) for p in marks.split(";")[:3]]
         assert ly < ny and ry < ny and lx < rx
     assert (df.loc[df["status"] == "ok", "verdict"].isin(["real", "fake"])).all()
+    # hostile metadata: the image is scanned (status ok, above), what its metadata did is said in one short line
+    for name, kind in PROVENANCE_CASES.items():
+        rows = df[df["name"] == name]
+        assert set(rows["provenance"]) == {kind}, (name, rows[["provenance", "provenance_detail"]].drop_duplicates().to_dict("records"))
+    details = df["provenance_detail"].astype(str)
+    assert (details.str.len() <= 300).all() and not details.str.contains("[\n\r\x1b]", regex=True).any()
+    detail = dict(zip(df["name"], details))
+    assert detail["c2pa_shaped_garbage.jpg"].startswith("c2pa invalid (manifest store unreadable")
+    assert "not parsed" in detail["huge_xmp.png"] and "refused" in detail["xmp_entity_bomb.jpg"]
+    assert detail["hostile_exif_text.jpg"].startswith("exif Evil Cam\\x1b[31mRED") and detail["hostile_exif_text.jpg"].endswith('=HYPERLINK("x")')
+    specials = df[df["name"].isin(list(SPECIAL_FILES))]
+    assert (specials["provenance"] == "").all()  # never opened, so never read
 
 
 def test_fit_skips_bad_files_and_counts_them(corpus, real_folder, tmp_path):

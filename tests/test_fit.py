@@ -7,22 +7,23 @@ from conftest import fast_fit_config
 
 from muflow_cli.errors import ConfigError
 from muflow_cli.faces.options import FaceFinding
-from muflow_cli.pipelines.fit import FitConfig, FitError, fit, split_by_group
+from muflow_cli.pipelines.fit import FitConfig, FitError, fit
+from muflow_cli.stats.splits import whole_groups
 
 
 def test_the_split_keeps_groups_whole_and_holds_about_the_fraction():
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(40), rng.integers(1, 6, size=40))
-    cal = split_by_group(groups, 0.2, np.random.default_rng(1))
+    cal = whole_groups(groups, 0.2, np.random.default_rng(1))
     for g in np.unique(groups):
         assert len(set(cal[groups == g])) == 1  # a group is all calibration or all fit
     assert 0.1 <= cal.mean() <= 0.3
-    again = split_by_group(groups, 0.2, np.random.default_rng(1))
+    again = whole_groups(groups, 0.2, np.random.default_rng(1))
     assert np.array_equal(cal, again)  # seeded
 
 
 def test_the_split_of_single_faces_hits_the_fraction():
-    cal = split_by_group(np.arange(100), 0.2, np.random.default_rng(0))
+    cal = whole_groups(np.arange(100), 0.2, np.random.default_rng(0))
     assert cal.sum() == 20
 
 
@@ -51,13 +52,18 @@ def test_too_few_faces_is_a_fit_error(t1_path):
 
 
 def test_a_split_never_holds_out_everything():
-    cal = split_by_group(np.array([0] * 30 + [1] * 6), 0.2, np.random.default_rng(0))
+    cal = whole_groups(np.array([0] * 30 + [1] * 6), 0.2, np.random.default_rng(0))
     assert cal.sum() == 6  # the 30-face group would overshoot: the smaller group is held out
 
 
-def test_one_group_cannot_be_split_and_says_why(real_folder):
-    with pytest.raises(FitError, match="one group"):
-        fit([real_folder / "group"], fast_fit_config(group_by="folder"), progress=False)
+def test_one_long_sequence_is_fitted_on_its_start_and_calibrated_on_its_end(real_folder):
+    """A single group (here: the 30 faces of t1's variants, by folder) is no longer refused: with fewer than
+    20 groups the later part of each is held out, and the fit says that calibration speaks for one source."""
+    model, report = fit([real_folder / "group"], fast_fit_config(group_by="folder"), progress=False)
+    assert report.split["kind"] == "tails" and report.split["groups"] == 1
+    assert model.card.training.split == "tails" and model.card.training.gap_faces == report.split["gap_faces"] == 12
+    assert report.calibration_faces == 6 and report.fit_faces == 12  # 5 files of 6: 1 held out, 2 left out, 2 fitted
+    assert any("1 group " in w for w in report.warnings)
 
 
 def test_bf16_training_scores_in_float32_close_to_fp32_and_is_recorded(real_folder):
@@ -80,3 +86,22 @@ def test_auto_precision_is_bf16_only_where_the_hardware_has_it():
     assert training_precision("auto", "cpu") == ("bf16" if _cpu_has_bf16() else "fp32")
     with pytest.raises(ConfigError, match="precision"):
         FitConfig(precision="fp16").check()
+
+
+def test_fit_probes_the_tail_on_its_own_held_out_faces_and_stores_it(real_folder):
+    """--tail auto (the default): smooth copies of the calibration faces decide, and the card keeps both."""
+    from muflow_cli.pipelines.fit import collect_faces, fit_crops
+    from muflow_cli.stats.calibration import UPPER_WHEN
+
+    config = fast_fit_config(calibration_fraction=0.5)
+    crops, files, _, _ = collect_faces([real_folder], config, progress=False)
+    crops = np.concatenate([crops, crops[:, :, ::-1]])  # and their mirror images: >= 20 faces to calibrate on
+    groups = np.arange(len(crops))
+    model, report = fit_crops(crops, groups, config, progress=False)
+    assert report.calibration_faces >= 20 and 0.0 <= report.tail_probe_auc <= 1.0
+    assert report.tail == ("upper" if report.tail_probe_auc >= UPPER_WHEN else "two")
+    assert model.calibration.tail == model.card.calibration.tail == report.tail
+    assert model.card.calibration.tail_probe_auc == pytest.approx(report.tail_probe_auc, abs=1e-4)
+    model, report = fit_crops(crops, groups, fast_fit_config(calibration_fraction=0.5, tail="two"), progress=False)
+    assert report.tail == model.calibration.tail == "two" and np.isnan(report.tail_probe_auc)
+    assert model.card.calibration.tail_probe_auc is None

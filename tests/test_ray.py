@@ -102,6 +102,28 @@ def test_bad_input_corpus_gives_the_local_statuses(cluster, astronaut, small_mod
     assert_same_table(pd.read_parquet(tmp_path / "out"), local_table([root], model, tmp_path))
 
 
+def test_provenance_crosses_the_stages_into_the_parts_and_the_counts(cluster, astronaut, t1_path, small_model, model, tmp_path):
+    """Separate face-finding and scoring actors (the GPU plan): each file's provenance travels with its faces."""
+    from provenance_files import TRAINED, jpeg_with_exif, make_signing_chain, manifest, png_with_parameters, sign, tamper
+
+    root = tmp_path / "evidence"
+    root.mkdir()
+    signed = sign(t1_path.read_bytes(), make_signing_chain(), manifest([{"action": "c2pa.created", "digitalSourceType": TRAINED}]))
+    for name, data in (("a_signed.jpg", signed), ("b_tampered.jpg", tamper(signed)), ("c_settings.png", png_with_parameters(astronaut)),
+                       ("d_camera.jpg", jpeg_with_exif(astronaut)), ("e_broken.jpg", b"\xff\xd8 junk")):
+        (root / name).write_bytes(data)
+    result = driver.ray_scan([str(root)], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=2, batch_size=4),
+                             progress=False, model=model, face_actors=1, scorers=1)
+    assert not result.plan.fused
+    table = pd.read_parquet(tmp_path / "out")
+    assert_same_table(table, local_table([root], model, tmp_path))
+    first = table.drop_duplicates("file")
+    assert dict(zip(first["file"].str.rsplit("/", n=1).str[-1], first["provenance"])) == {
+        "a_signed.jpg": "c2pa-generated", "b_tampered.jpg": "c2pa-invalid", "c_settings.png": "generator-metadata",
+        "d_camera.jpg": "camera-exif", "e_broken.jpg": "none"}
+    assert result.counts["provenance"] == {"c2pa-invalid": 1, "c2pa-generated": 1, "generator-metadata": 1, "camera-exif": 1, "none": 1}
+
+
 def test_empty_input_is_an_empty_table_with_the_schema(cluster, small_model, model, tmp_path):
     (tmp_path / "none").mkdir()
     result = driver.ray_scan([str(tmp_path / "none")], str(tmp_path / "out"), str(small_model), ScanConfig(chunk_files=4),
@@ -256,9 +278,9 @@ def test_uris_are_listed_and_read_through_pyarrow_fs(tmp_path, astronaut, monkey
     assert empty == b"" and ident[1] == 0 and face == (tmp_path / "b" / "face.jpg").read_bytes()
     assert none is None and error == storage.ReadFailure("unreadable", "file not found")
     finder = stages.FindFaces.__new__(stages.FindFaces)  # no detector needed for files that fail to decode
-    finder.detector, finder.finding, finder.crop = None, FaceFinding(), CropSpec(128, 1.5)
+    finder.detector, finder.finding, finder.crop, finder.provenance = None, FaceFinding(), CropSpec(128, 1.5), 2.0
     res = finder._one(files[0][0], files[0][1], empty, None)
-    assert (res.status, res.message) == ("unreadable", "empty file")
+    assert (res.status, res.message, res.provenance.kind) == ("unreadable", "empty file", "none")
     # a read failure crosses the stages as (status, message) columns, and becomes the file's row as it is
     monkeypatch.setattr(storage, "MAX_FILE_BYTES", 10)
     row = parts.Part(0, [p for p, _ in files], [n for _, n in files], "d").row()
@@ -276,11 +298,13 @@ def test_face_results_travel_between_stages_without_pickle(t1_path, face_detecto
     from muflow_cli.faces.face import FileFaces
     from muflow_cli.faces.options import FaceFinding
     from muflow_cli.faces.stage import faces_in_file
+    from muflow_cli.inputs.provenance import Provenance
     from muflow_cli.pipelines.ray.packing import pack_faces, unpack_faces
 
-    results = [faces_in_file(t1_path, face_detector, FaceFinding(), 128, 1.5), FileFaces("x.jpg", "unreadable", "empty file"),
-               FileFaces("y.png", "no_face", "no face found", [], (10, 20))]
+    results = [faces_in_file(t1_path, face_detector, FaceFinding(), 128, 1.5, provenance=2.0), FileFaces("x.jpg", "unreadable", "empty file"),
+               FileFaces("y.png", "no_face", "no face found", [], (10, 20), provenance=Provenance("c2pa-invalid", "c2pa invalid (x)"))]
     back = unpack_faces(pack_faces(results))
+    assert [r.provenance for r in back] == [Provenance("none", ""), None, Provenance("c2pa-invalid", "c2pa invalid (x)")]
     for a, b in zip(results, back):
         assert (a.status, a.message, a.image_size, a.faces is None) == (b.status, b.message, b.image_size, b.faces is None)
         for fa, fb in zip(a.faces or [], b.faces or []):

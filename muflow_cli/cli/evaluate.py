@@ -33,6 +33,7 @@ def evaluate(
     device: str = opt.DEVICE,
     engine: opt.EngineName = opt.ENGINE,
     batch_size: Optional[int] = opt.BATCH_SIZE,
+    provenance: bool = opt.PROVENANCE,
     quiet: bool = opt.QUIET,
     faces: FaceFinding = FaceFinding(),
 ) -> None:
@@ -40,7 +41,7 @@ def evaluate(
     from muflow_cli.inputs.perturb import parse
     from muflow_cli.outputs.evaluation import write_outputs
     from muflow_cli.outputs.report import write_eval_index
-    from muflow_cli.pipelines.evaluate import EvalConfig, evaluate, parse_source
+    from muflow_cli.pipelines.evaluate import EvalConfig, evaluate, parse_source, provenance_by_source
 
     try:
         perts = [parse(p) for p in perturb]
@@ -50,13 +51,14 @@ def evaluate(
     for name, path in reals + fakes:
         if not path.exists():
             fail(f"no such folder: {path} ({name})", 2)
-    config = EvalConfig(fpr=fpr, tail=tail, bootstrap=bootstrap, seed=seed, batch_size=batch_size, faces=faces)
+    config = EvalConfig(fpr=fpr, tail=tail, bootstrap=bootstrap, seed=seed, batch_size=batch_size, faces=faces, provenance=provenance)
     config.check()
     det = load_model(model, device, None, engine)
     scores, metrics = evaluate(reals, fakes, det, perts, config, progress=not quiet)
-    written = write_outputs(scores, metrics, det, config, output)
+    by_source = provenance_by_source(scores) if provenance else []
+    written = write_outputs(scores, metrics, det, config, output, by_source)
     notes = [det.calibration.describe(fpr, config.tail).replace("verdict: ", "Verdicts: ", 1) + ".", model_note(det, model)]
-    written.append(write_eval_index(output, metrics, written, notes))
+    written.append(write_eval_index(output, metrics, written, notes, by_source))
     if quiet:
         return
     wide = out.width >= 150
@@ -67,6 +69,9 @@ def evaluate(
     for m in metrics:
         t.add_row(*(_cells(m)[c] for c in columns))
     out.print(t)
+    for row in by_source:
+        kinds = ", ".join(f"{k} {n}" for k, n in row["files"].items())
+        err.print(f"provenance of the {row['label']} files of {row['source']}: {kinds}", highlight=False, soft_wrap=True)
     for pert, rows in scores[(scores["label"] == "real") & (scores["status"] == "ok")].groupby("perturbation", sort=False):
         domain_warning(det, rows["p_value"].to_numpy(float), fpr, config.tail, model, f"the real faces ({pert}): ")
     err.print("AUC ranks faces by score (higher = fake); @thr uses the model's own verdicts. "

@@ -33,7 +33,7 @@ def fit(
     steps: int = typer.Option(8, "--flow-steps", min=1, help="Coupling steps per flow."),
     batch_size: int = typer.Option(16, "--batch-size", min=2),
     lr: float = typer.Option(1e-3, "--lr"),
-    tail: opt.Tail = typer.Option("two", "--tail", help="Default p-value tail stored in the model."),
+    tail: opt.FitTail = typer.Option("auto", "--tail", help="Default p-value tail stored in the model: auto (upper, unless smooth copies of the held-out reals score low: then two), two or upper."),
     seed: int = typer.Option(0, "--seed"),
     device: str = opt.DEVICE,
     precision: opt.Precision = typer.Option("auto", "--precision", help="Flows' training precision: auto (bf16 where the CPU or GPU does it natively, else fp32), fp32 or bf16. Scoring is always fp32."),
@@ -66,6 +66,7 @@ def fit(
     paths = list(paths or []) + [Path(p) for p in read_files_from(files_from)]
     check_output(output)  # before a long fit, not after it
     from muflow_cli.pipelines.fit_checkpoint import checkpoint_path, describe
+    from muflow_cli.pipelines.fit_stages import split_text
 
     checkpoint = checkpoint_path(output)
     if resume and not checkpoint.is_dir():
@@ -92,10 +93,14 @@ def fit(
         ("skipped", ", ".join(f"{k}: {v}" for k, v in report.skipped.items()) or "none"),
         ("faces", report.faces),
         ("fit / calibration faces", f"{report.fit_faces} / {report.calibration_faces}"),
+        ("calibration split", split_text(report.split, config.group_by)),
         ("averages (k crops each)", f"{report.averages} ({report.k})"),
         ("epochs", report.epochs),
         ("final loss (nats/dim)", f"{report.losses[-1]:.4f}"),
         ("calibration mean score", f"{report.calibration_mean:.4f}"),
+        ("p-value tail", report.tail + ("" if config.tail != "auto" else " (auto: too few held-out faces to probe)"
+                                        if report.tail_probe_auc != report.tail_probe_auc else
+                                        f" (auto: smooth copies of the held-out reals score above them with AUC {report.tail_probe_auc:.2f})")),
         ("feature cache", f"{report.cache['bytes'] / 2**20:.0f} MiB in {report.cache['where']}"),
         ("time", " ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())),
     ])

@@ -25,6 +25,7 @@ from muflow_cli.outputs.options import ScanOutputs
 
 # Choice types from the library's own name lists (values stay plain strings).
 Tail = Literal[choices.TAILS]
+FitTail = Literal[choices.FIT_TAILS]
 EngineName = Literal[choices.ENGINES]
 GroupBy = Literal[choices.GROUP_BY]
 FaceDetectorName = Literal[choices.FACE_DETECTORS]
@@ -45,11 +46,14 @@ BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="Faces scored per ba
 WORKERS = typer.Option(0, "--workers", min=0, help="Threads decoding and detecting ahead of scoring, one image each (0: one per CPU core).")
 BACKBONE_WEIGHTS = typer.Option(None, "--backbone-weights", help="Backbone .safetensors for models fitted on a non-bundled backbone.")
 FILES_FROM = typer.Option(None, "--files-from", help="Also take the files (or folders) listed in this file, one per line.")
-GROUP_BY_HELP = ("auto (each file, but numbered sequences like frame_0001.png… together), file, or folder "
-                 "(one folder per video or person)")
+GROUP_BY_HELP = ("auto (near-duplicates by what the faces show: frames of a clip, shots of a burst, re-saved "
+                 "copies; never by name alone), file, or folder (one folder per video or person)")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary.")
 HTML = typer.Option(None, "--html", help=HTML_HELP)
 RESUME = typer.Option(False, "--resume", help="Continue an interrupted run (same arguments): finished work is not done again.")
+PROVENANCE = typer.Option(True, "--provenance/--no-provenance", help=(
+    "Read what each file says about itself (C2PA Content Credentials, IPTC/XMP labels, generator settings, camera EXIF) into "
+    "the provenance columns: evidence beside the verdict, never part of it (metadata is easy to strip and to forge)."))
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ def scan(
     ray_at: Optional[str] = typer.Option(None, "--ray", help="Scan on Ray Data: local (a cluster on this machine), auto (the cluster `ray start` joined) or its ADDRESS. Needs --parquet OUT (a folder)."),
     ray_actors: int = typer.Option(0, "--ray-actors", min=0, help="With --ray: face-finding actors (0: one per CPU not given to a scoring actor; where there are no scoring actors, they score too)."),
     ray_scorers: int = typer.Option(0, "--ray-scorers", min=0, help="With --ray: separate scoring actors (0: one per GPU; without GPUs none, the face actors score)."),
+    provenance: bool = opt.PROVENANCE,
     quiet: bool = opt.QUIET,
     faces: FaceFinding = FaceFinding(),
     outputs: ScanOutputs = ScanOutputs(),
@@ -53,7 +54,7 @@ def scan(
         fail("give image files or folders to scan, or --files-from LIST", 2)
     listed = read_files_from(files_from)
     config = ScanConfig(fpr=fpr, tail=tail, batch_size=batch_size, faces=faces, chunk_files=chunk_files or 16,
-                        visuals=outputs.html is not None, workers=workers)
+                        visuals=outputs.html is not None, workers=workers, provenance=provenance)
     if ray_at is not None:
         from muflow_cli.pipelines.ray.driver import DEFAULT_PART_FILES
 
@@ -70,7 +71,7 @@ def _local_scan(roots: list[Path], listed: list[str], files_from: Path | None, o
     from muflow_cli.outputs.tables import write_table
     from muflow_cli.pipelines.scan import scan as run_scan
     from muflow_cli.pipelines.scan import scan_settings
-    from muflow_cli.pipelines.schema import summarize
+    from muflow_cli.pipelines.schema import provenance_counts, summarize
 
     paths = roots + [Path(p) for p in listed]
     if roots:
@@ -106,7 +107,8 @@ def _local_scan(roots: list[Path], listed: list[str], files_from: Path | None, o
         return
     if not (tables or outputs.html):
         faces_table(df, roots)
-    scan_summary(summarize(df), det.calibration.describe(config.fpr, config.tail), written)
+    scan_summary(summarize(df), det.calibration.describe(config.fpr, config.tail), written,
+                 provenance_counts(df) if config.provenance else None)
     domain_warning(det, df["p_value"].dropna().to_numpy(float), config.fpr, config.tail, model)
     if model is None:
         err.print(
@@ -149,5 +151,5 @@ def _ray_scan(paths: list[str], listed: list[str], where: str, outputs: ScanOutp
         return
     rule = det.calibration.describe(config.fpr, config.tail)
     err.print(f"{result.parts} parts ({result.parts_done_before} kept from an earlier run); {result.plan.describe()}", highlight=False)
-    scan_summary(result.counts, rule, [Path(out)])
+    scan_summary(result.counts, rule, [Path(out)], result.counts.get("provenance") if config.provenance else None)
     domain_warning(det, driver.read_p_values(out), config.fpr, config.tail, model)

@@ -9,7 +9,17 @@ import typer
 from rich.table import Table
 
 from muflow_cli.cli import options as opt
-from muflow_cli.cli.common import check_paths, domain_warning, fail, journaled, load_model, model_note, report_written, short_name
+from muflow_cli.cli.common import (
+    PROVENANCE_NOTE,
+    check_paths,
+    domain_warning,
+    fail,
+    journaled,
+    load_model,
+    model_note,
+    report_written,
+    short_name,
+)
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.progress import stderr as err
 from muflow_cli.progress import stdout as out
@@ -32,6 +42,7 @@ def video(
     engine: opt.EngineName = opt.ENGINE,
     batch_size: Optional[int] = opt.BATCH_SIZE,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same arguments): finished videos are not redone."),
+    provenance: bool = opt.PROVENANCE,
     quiet: bool = opt.QUIET,
     faces: FaceFinding = FaceFinding(),
 ) -> None:
@@ -45,7 +56,7 @@ def video(
     except ValueError as exc:
         fail(str(exc), 2)
     config = VideoConfig(fps=fps, frames=frames, fpr=fpr, tail=tail, batch_size=batch_size, faces=faces, max_gap=max_gap,
-                         save_faces=save_faces)
+                         save_faces=save_faces, provenance=provenance)
     config.check()
     if resume and not outputs:
         fail("--resume needs an output file (--csv or --tracks): the run's journal lives beside it", 2)
@@ -81,13 +92,16 @@ def video(
         return
     t = Table(title="muflow video")
     t.add_column("video", overflow="fold")
-    for col in ("status", "faces", "tracks", "flagged"):
-        t.add_column(col, justify="left" if col == "status" else "right", no_wrap=True)
+    columns = ("status", "faces", "tracks", "flagged") + (("provenance",) if provenance else ())
+    for col in columns:
+        t.add_column(col, justify="left" if col in ("status", "provenance") else "right", no_wrap=True)
     for _, r in summarize_videos(frame_df, track_df).iterrows():
-        t.add_row(short_name(str(r["video"]), paths, max(out.width - 40, 16)), str(r["status"]), str(r["faces"]),
-                  str(r["tracks"]), str(r["flagged"]), style="bold red" if r["flagged"] else None)
+        t.add_row(short_name(str(r["video"]), paths, max(out.width - 40 - 16 * provenance, 16)),
+                  *(str(r[c]) for c in columns), style="bold red" if r["flagged"] else None)
     err.print(t)
     err.print(f"track verdict: fake when min(1, 2 x median face p-value) <= {fpr:g}", highlight=False)
+    if provenance:
+        err.print(PROVENANCE_NOTE, highlight=False)
     domain_warning(det, frame_df["p_value"].dropna().to_numpy(float), fpr, config.tail, model, "faces of the sampled frames: ")
     for p in written:
         err.print(f"wrote {p}", highlight=False)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from muflow_cli.inputs.provenance import Provenance
+
 
 @dataclass
 class Face:
@@ -35,3 +37,4 @@ class FileFaces:
     faces: list[Face] | None = None
     image_size: tuple[int, int] | None = None  # (width, height)
     image: np.ndarray | None = None  # the decoded RGB pixels, when asked for
+    provenance: Provenance | None = None  # what the file says about itself (None: not read)

@@ -15,7 +15,7 @@ from muflow_cli.faces.align import aligned_face
 from muflow_cli.faces.detect import FaceDetector
 from muflow_cli.faces.face import Face, FileFaces
 from muflow_cli.faces.options import FaceFinding
-from muflow_cli.inputs.images import ImageReadError, read_image
+from muflow_cli.inputs.images import ImageReadError, read_image_file
 
 NO_FACE = "no face found"
 NO_FACE_CROP = "no face found (if each image is one aligned face crop, use --aligned)"
@@ -43,27 +43,30 @@ def faces_in_file(
     context: float = 1.5,
     transform: Callable[[np.ndarray, str], np.ndarray] | None = None,
     keep_image: bool = False,
+    provenance: float | None = None,
 ) -> FileFaces:
     """Read, (perturb,) detect, align: never raises for a bad file, reports it instead.
 
     ``transform(rgb, key)`` changes the pixels before detection (evaluation perturbations);
-    ``keep_image`` keeps the decoded pixels on the result (for reports).
+    ``keep_image`` keeps the decoded pixels on the result (for reports); ``provenance`` (a time cap in
+    seconds) also reads what the file says about itself, from the same bytes (inputs/provenance.py).
     """
     try:
-        image = read_image(path)
+        image, prov = read_image_file(path, provenance=provenance)
     except ImageReadError as exc:
-        return FileFaces(path, exc.status, exc.message)
+        return FileFaces(path, exc.status, exc.message, provenance=exc.provenance)
     if transform is not None:
         image = transform(image, str(path))
     try:
         faces = faces_in_image(image, detector, finding, size, context)
     except Exception as exc:  # a detector failure on one odd image must not stop a scan
-        return FileFaces(path, "error", f"face detection failed: {type(exc).__name__}: {exc}", image_size=image.shape[1::-1])
+        return FileFaces(path, "error", f"face detection failed: {type(exc).__name__}: {exc}", image_size=image.shape[1::-1],
+                         provenance=prov)
     kept = image if keep_image else None
     if not faces:
         message = NO_FACE_CROP if _looks_like_a_crop(image.shape[1], image.shape[0]) else NO_FACE
-        return FileFaces(path, "no_face", message, [], image.shape[1::-1], kept)
-    return FileFaces(path, "ok", "", faces, image.shape[1::-1], kept)
+        return FileFaces(path, "no_face", message, [], image.shape[1::-1], kept, prov)
+    return FileFaces(path, "ok", "", faces, image.shape[1::-1], kept, prov)
 
 
 MAX_WORKERS = 8
@@ -81,6 +84,7 @@ class FaceStage:
     One image per core does more work per second than one image split across all cores (1.3x on two
     cores, docs/performance.md); onnxruntime, OpenCV and numpy release the GIL.
     ``submit`` returns futures in file order, so results never depend on the number of workers.
+    ``provenance`` (a time cap in seconds; None: off) reads each file's provenance where its bytes are read.
     """
 
     def __init__(
@@ -92,10 +96,11 @@ class FaceStage:
         transform: Callable[[np.ndarray, str], np.ndarray] | None = None,
         keep_image: bool = False,
         workers: int = 0,
+        provenance: float | None = None,
     ) -> None:
         self.workers = workers or default_workers()
         self.finding, self.size, self.context = finding, size, context
-        self.transform, self.keep_image = transform, keep_image
+        self.transform, self.keep_image, self.provenance = transform, keep_image, provenance
         self._make = make_detector  # None for pre-aligned crops (FaceFinding.detector_factory)
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="muflow-faces")
@@ -104,7 +109,7 @@ class FaceStage:
         det = getattr(self._local, "detector", None)
         if det is None and self._make is not None:
             det = self._local.detector = self._make()
-        return faces_in_file(path, det, self.finding, self.size, self.context, self.transform, self.keep_image)
+        return faces_in_file(path, det, self.finding, self.size, self.context, self.transform, self.keep_image, self.provenance)
 
     def submit(self, paths: list) -> list[Future]:
         return [self._pool.submit(self._one, p) for p in paths]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
@@ -40,35 +38,20 @@ def shown_path(path: Path | str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-# How faces are grouped so that near-duplicates never straddle a fit/calibration split.
-SEQUENCE_MIN_FILES = 3
-
-
-def _pattern(name: str) -> str:
-    """A file name with its digit runs replaced: frame_0012.png and frame_0044.png share ``frame_#.png``."""
-    return re.sub(r"\d+", "#", name.lower())
-
-
 def group_keys(paths: list[Path | str], by: str = "auto") -> list[str]:
-    """One group key per file: faces of files with the same key are near-duplicates in the sense that matters.
+    """One group key per file, for the calibration split and the held-out check: faces of files with the same
+    key stay on one side.
 
     ``file``: each file alone (faces of one photo share its camera and compression). ``folder``: each
-    folder (one folder per video, burst or person). ``auto``: each file alone, except numbered
-    sequences — at least three files of one folder whose names differ only in their digits
-    (frame_0001.png…, IMG_2041.JPG…, CK+'s S074_001_00000001.png…) — which are one group: frames of one
-    video or shots of one burst are near-duplicates, and if they straddled the split the calibration
-    scores would be optimistic and new reals flagged far more often than the stated rate."""
+    folder (one folder per video, burst or person). ``auto`` starts from ``file`` here; near-duplicates are
+    then joined by what the faces show (stats/near_duplicates.py), not by their names: every camera numbers
+    its photos, so a numbered sequence of files is as likely independent photos as one burst."""
     if by not in GROUP_BY:
         raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}")
     paths = [Path(p) for p in paths]
-    if by == "file":
-        return [str(p) for p in paths]
     if by == "folder":
         return [str(p.parent) for p in paths]
-    keys = [(str(p.parent), _pattern(p.name)) for p in paths]
-    sizes = Counter(k for k in keys if "#" in k[1])
-    return [f"{folder}/{pattern}" if sizes[(folder, pattern)] >= SEQUENCE_MIN_FILES else str(p)
-            for p, (folder, pattern) in zip(paths, keys)]
+    return [str(p) for p in paths]
 
 
 def read_file_list(path: Path) -> list[str]:

@@ -2,6 +2,8 @@
 
 Any file becomes either an RGB uint8 array (EXIF orientation applied; grey, palette, RGBA,
 CMYK and 16-bit inputs converted) or an :class:`ImageReadError` with a status and a message.
+:func:`read_image_file` also reads what the file says about itself (inputs/provenance.py) from
+the same bytes, so each file is read from disk once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from muflow_cli.errors import MuflowError
 from muflow_cli.inputs.files import walk_files
+from muflow_cli.inputs.provenance import Provenance, read_provenance
 
 IMAGE_SUFFIXES = {
     ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
@@ -25,6 +28,9 @@ IMAGE_SUFFIXES = {
 }
 # Decoded size above which a file is refused rather than risking memory (a decompression bomb).
 MAX_PIXELS = 120_000_000
+# With provenance, a file up to this size is read into memory once, then decoded and read for provenance from
+# those bytes; a larger one is decoded from disk and its provenance read from its path (head and tail).
+HOLD_BYTES = 64 * 2**20
 
 
 class InputError(MuflowError):
@@ -37,7 +43,9 @@ class InputError(MuflowError):
 
 
 class ImageReadError(InputError):
-    """An image that cannot be decoded."""
+    """An image that cannot be decoded; ``provenance``: what the file says about itself, when it was read."""
+
+    provenance: Provenance | None = None
 
 
 _SPECIAL_KINDS = (
@@ -81,8 +89,20 @@ def read_image(path: Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> np.ndarra
     cannot hang the read either. ``path`` may also be an in-memory file (``io.BytesIO``: bytes a Ray
     reader fetched from object storage), decoded by the same rules, so its row says what a local
     scan would."""
+    return read_image_file(path, max_pixels)[0]
+
+
+def read_image_file(path: Path | BinaryIO, max_pixels: int = MAX_PIXELS,
+                    provenance: float | None = None) -> tuple[np.ndarray, Provenance | None]:
+    """(pixels, provenance) of one file: :func:`read_image`'s pixels and, when ``provenance`` (a time cap in
+    seconds) is given, what the file says about itself (provenance.read_provenance), read from the bytes
+    the decoder reads, so the file is read once. A file that cannot be decoded raises ImageReadError as
+    read_image does, with its provenance attached when its bytes were read (a C2PA manifest or a label
+    says something even of an image Pillow cannot decode)."""
     if isinstance(path, io.BytesIO):
-        return _decode(path, path.getbuffer().nbytes, max_pixels)
+        if provenance is None:
+            return _decode(path, path.getbuffer().nbytes, max_pixels), None
+        return _decode_held(path.getvalue(), max_pixels, provenance)  # getvalue() shares the bytes it was made from
     try:
         kind = special_file(path)
         if kind is None:
@@ -97,7 +117,28 @@ def read_image(path: Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> np.ndarra
         kind = special_file(path, st)
         if kind is not None:
             raise ImageReadError("unreadable", f"not a regular file: {kind}")
-        return _decode(fh, st.st_size, max_pixels)
+        if provenance is None:
+            return _decode(fh, st.st_size, max_pixels), None
+        if st.st_size <= HOLD_BYTES:
+            data = fh.read()
+        else:
+            try:
+                rgb = _decode(fh, st.st_size, max_pixels)
+            except ImageReadError as exc:
+                exc.provenance = read_provenance(path, provenance)
+                raise
+            return rgb, read_provenance(path, provenance)
+    return _decode_held(data, max_pixels, provenance)
+
+
+def _decode_held(data: bytes, max_pixels: int, time_cap: float) -> tuple[np.ndarray, Provenance]:
+    """Pixels and provenance of a file's bytes held in memory."""
+    try:
+        rgb = _decode(io.BytesIO(data), len(data), max_pixels)
+    except ImageReadError as exc:
+        exc.provenance = read_provenance(data, time_cap)
+        raise
+    return rgb, read_provenance(data, time_cap)
 
 
 def _decode(fh, size: int, max_pixels: int) -> np.ndarray:

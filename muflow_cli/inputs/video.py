@@ -83,7 +83,7 @@ def sample_frames(path: Path, fps: float | None = 1.0, count: int | None = None)
     cap, info = open_video(path)
     rate = info.fps if not math.isnan(info.fps) else ASSUMED_FPS
     if count is not None:
-        total = info.frames if info.frames > 0 else _count_frames(path)
+        total = info.frames if info.frames > 0 else count_frames(path)
         keep = set(np.unique(np.linspace(0, max(total - 1, 0), min(count, max(total, 1))).round().astype(int)).tolist())
         want = lambda i, t: i in keep  # noqa: E731
     else:
@@ -119,7 +119,8 @@ def sample_frames(path: Path, fps: float | None = 1.0, count: int | None = None)
     return info, frames()
 
 
-def _count_frames(path: Path) -> int:
+def count_frames(path: Path) -> int:
+    """Frames OpenCV actually decodes (a container's frame count can be missing or off)."""
     cap = cv2.VideoCapture(str(path))
     n = 0
     while cap.grab():

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.nn.config import FlowConfig
+from muflow_cli.stats.calibration import calibration_cautions
 from muflow_cli.stats.conformal import min_attainable_p
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class CalibrationInfo:
     files: int | None = None
     group_by: str | None = None
     date: str | None = None
+    tail_probe_auc: float | None = None  # fit --tail auto: P[a smooth copy of a held-out real scores higher]; None: not probed
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,9 @@ class TrainingInfo:
     groups: int = 0  # photos, videos or folders the faces came from (the calibration split's unit; 0 in older cards)
     losses: list[float] = field(default_factory=list)  # training loss per epoch (empty in older cards)
     precision: str = "fp32"  # the flows' training precision (fp32 or bf16 autocast; scoring is always fp32)
+    split: str = ""  # how calibration was held out: "groups" (whole groups) or "tails" (the later part of each sequence)
+    calibration_groups: int = 0  # groups with faces in calibration
+    gap_faces: int = 0  # faces left out between the fitted and held-out part of sequences
 
 
 @dataclass(frozen=True)
@@ -134,16 +139,23 @@ class ModelCard:
         t, c = self.training, self.calibration
         skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in t.skipped.items()) or "none"
         groups = f"from {t.groups} groups (by {t.group_by})" if t.groups else f"(split by {t.group_by})"
+        split = {"groups": f"whole groups held out ({t.calibration_groups} of {t.groups})",
+                 "tails": f"the later part of each sequence held out, {t.gap_faces} faces left out between "
+                          f"({t.calibration_groups} of {t.groups} groups in calibration)"}.get(t.split, "not recorded (fitted before the split was recorded)")
         calibrated = f"{c.faces} faces" if c.faces is not None else "unknown"
         if c.source == "calibrate":
             calibrated += f" of {c.files} files, by muflow calibrate" + (f" on {c.date}" if c.date else "")
         else:
             calibrated += " held out of the fit set"
+        min_p = min_attainable_p(c.faces, c.tail) if c.faces else float("nan")
+        groups_held = t.calibration_groups if c.source != "calibrate" else 0
+        cautions = calibration_cautions(c.faces, groups_held, min_p) if c.faces else []
         return [
             ("fitted", f"{t.date or 'unknown date'} (muflow {self.muflow_version or 'before 0.2'}, card format {self.format})"),
             ("fit data", t.data or "not described"),
             ("images", f"{t.images} read, skipped: {skipped}"),
             ("faces", f"{t.faces} {groups}: {t.fit_faces} fitted, {t.calibration_faces} held out to calibrate"),
+            ("split", split),
             ("averages", f"{t.averages} average faces of {t.k} crops each"),
             ("backbone", f"{self.backbone.name}, layers " + ", ".join(f"{ly.name} ({ly.channels} ch)" for ly in self.layers)),
             ("crop", f"{self.crop.size} px, context {self.crop.context:g}; face detector {self.face_detector.kind} "
@@ -152,8 +164,9 @@ class ModelCard:
             ("training", f"{t.epochs} epochs, batch {t.batch_size}, lr {t.lr:g}, {t.precision}, "
                          f"augment {t.augment}, final loss {t.final_loss:.4f} nats/dim"),
             ("calibration", calibrated),
-            ("p-values", f"{c.tail}-sided by default; the smallest is "
-                         + (f"{min_attainable_p(c.faces, c.tail):.4f}" if c.faces else "unknown")),
+            ("p-values", ("two-sided" if c.tail == "two" else "upper tail") + " by default; the smallest is " + (f"{min_p:.4f}" if c.faces else "unknown")
+             + ("" if c.tail_probe_auc is None else f"; tail chosen by the smooth-copy probe (AUC {c.tail_probe_auc:.2f})")),
+            *(("caution", text) for text in cautions),
         ]
 
     @classmethod

@@ -30,15 +30,12 @@ GREY = 0.1
 def degrade(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One random chain of degradations of a (S, S, 3) uint8 RGB crop (possibly none of them)."""
     img = crop
-    s = img.shape[0]
     if rng.random() < GAMMA[0]:
         gamma = rng.uniform(*GAMMA[1])
         gain = rng.uniform(0.95, 1.05, size=3)
         img = np.clip(255.0 * (img / 255.0) ** gamma * gain + 0.5, 0, 255).astype(np.uint8)
     if rng.random() < RESAMPLE[0]:
-        f = rng.uniform(*RESAMPLE[1])
-        small = cv2.resize(img, (max(8, round(s * f)),) * 2, interpolation=cv2.INTER_AREA)
-        img = cv2.resize(small, (s, s), interpolation=cv2.INTER_CUBIC)
+        img = round_trip(img, rng.uniform(*RESAMPLE[1]))
     if rng.random() < BLUR[0]:
         sigma = rng.uniform(*BLUR[1])
         img = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma)
@@ -50,6 +47,13 @@ def degrade(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(*JPEG[1], endpoint=True))])
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
     return np.ascontiguousarray(img)
+
+
+def round_trip(crop: np.ndarray, factor: float) -> np.ndarray:
+    """Shrunk by ``factor`` (area) and scaled back up (bicubic): detail gone, size kept."""
+    s = crop.shape[0]
+    small = cv2.resize(crop, (max(8, round(s * factor)),) * 2, interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (s, s), interpolation=cv2.INTER_CUBIC)
 
 
 class AugmentedRows:

@@ -24,13 +24,17 @@ if TYPE_CHECKING:
     from muflow_cli.pipelines.evaluate import EvalConfig
 
 
-def write_outputs(scores: pd.DataFrame, metrics: list[dict], model: DeepfakeModel, config: EvalConfig, out: Path) -> list[Path]:
-    """metrics.json, scores.csv and PNG plots (ROC per source, score histograms with the thresholds)."""
+def write_outputs(scores: pd.DataFrame, metrics: list[dict], model: DeepfakeModel, config: EvalConfig, out: Path,
+                  provenance: list[dict] | None = None) -> list[Path]:
+    """metrics.json, scores.csv and PNG plots (ROC per source, score histograms with the thresholds); with
+    ``provenance`` (evaluate.provenance_by_source), metrics.json also says what the files say about themselves."""
     out.mkdir(parents=True, exist_ok=True)
     tail = model.calibration.resolve(config.tail)
     low, high = model.calibration.cutoffs(config.fpr, tail)
     doc = {"model": model.tensors_sha256, "tail": tail, "fpr": config.fpr,
            "score_cutoffs": {"low": low, "high": high}, "bootstrap": config.bootstrap, "seed": config.seed, "metrics": metrics}
+    if provenance:
+        doc["provenance"] = provenance
     atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n"))
     write_table(scores, out / "scores.csv", "csv")
     written = [out / "metrics.json", out / "scores.csv"]

@@ -204,14 +204,16 @@ class Section:
 
 
 def write_report(target: ReportTarget, template: str, title: str, counts: dict[str, int], notes: Sequence[str],
-                 sections: list[Section], pictures: Callable[[], Iterator[str]], rows: int) -> tuple[Path, str | None]:
+                 sections: list[Section], pictures: Callable[[], Iterator[str]], rows: int,
+                 provenance: dict[str, int] | None = None) -> tuple[Path, str | None]:
     """Assemble a report from its sections through ``template`` (one extending ``report.html.j2``):
     one file (data URIs) when ``target`` allows it and the report is small (``rows`` and the bytes of
-    ``pictures()``), else index + pages. Returns the path written and a note for the user when a
-    ``.html`` name became pages."""
+    ``pictures()``), else index + pages. ``provenance``: files per provenance kind, a line of its own under
+    the counts (None: not read). Returns the path written and a note for the user when a ``.html`` name
+    became pages."""
     sections = [s for s in sections if len(s.items)]
     single = target.may_be_single and rows <= SINGLE_FILE_FACES and target.picture_bytes(pictures()) <= SINGLE_FILE_BYTES
-    common = dict(title=title, when=now(), counts=counts, notes=notes)
+    common = dict(title=title, when=now(), counts=counts, notes=notes, provenance=provenance)
     if single:
 
         def whole(fh: IO[str]) -> None:
@@ -310,10 +312,19 @@ class ReportVisuals:
         return chunk, within, flags
 
 
+def provenance_cells(row: pd.Series) -> dict[str, str]:
+    """A table row's provenance as a report shows it: the kind (``not read`` when it was not) and the detail."""
+    from muflow_cli.pipelines.schema import NOT_READ
+
+    kind, detail = row.get("provenance"), row.get("provenance_detail")
+    return {"provenance": NOT_READ if pd.isna(kind) else str(kind), "provenance_detail": "" if pd.isna(detail) else str(detail)}
+
+
 def write_html(df: pd.DataFrame, visuals: ReportVisuals | None, target: ReportTarget, title: str, notes: list[str]) -> tuple[Path, str | None]:
     """Write the report of a scan table (its pictures written by ``visuals`` during the scan); see
-    :func:`write_report`. Pages are written one at a time: only the table is in memory."""
-    from muflow_cli.pipelines.schema import summarize
+    :func:`write_report`. Pages are written one at a time: only the table is in memory. Every face, file
+    and image carries its file's provenance (kind and detail), beside the verdict."""
+    from muflow_cli.pipelines.schema import provenance_counts, summarize
 
     chunk, within, flags = visuals.layout(len(df)) if visuals is not None else (np.zeros(len(df), np.int64),) * 2 + (np.zeros(len(df), np.uint8),)
     ok = (df["status"] == "ok").to_numpy()
@@ -335,15 +346,16 @@ def write_html(df: pd.DataFrame, visuals: ReportVisuals | None, target: ReportTa
         r = df.iloc[int(i)]
         return {"verdict": str(r["verdict"]), "thumb": pic(src, i, "thumb"), "heat": pic(src, i, "heat"), "file": str(r["file"]),
                 "face": int(r["face"]), "box": ", ".join(f"{r[c]:.0f}" for c in ("x1", "y1", "x2", "y2")),
-                "score": r["score"], "p_value": r["p_value"]}
+                "score": r["score"], "p_value": r["p_value"], **provenance_cells(r)}
 
     def file_row(i: int, src: Src) -> dict:
         r = df.iloc[int(i)]
-        return {"file": str(r["file"]), "status": str(r["status"]), "message": str(r["message"])}
+        return {"file": str(r["file"]), "status": str(r["status"]), "message": str(r["message"]), **provenance_cells(r)}
 
     def image_row(i: int, src: Src) -> dict | None:
         s = pic(src, i, "image")
-        return None if s is None else {"src": s, "file": str(df.iloc[int(i)]["file"])}
+        r = df.iloc[int(i)]
+        return None if s is None else {"src": s, "file": str(r["file"]), **provenance_cells(r)}
 
     sections = [
         Section("flagged", "Flagged faces", flagged, FACES_PER_PAGE, "scan_faces.html.j2", face_row),
@@ -359,7 +371,9 @@ def write_html(df: pd.DataFrame, visuals: ReportVisuals | None, target: ReportTa
                 if n is not None:
                     yield n
 
-    return write_report(target, "scan.html.j2", title, summarize(df), notes, sections, pictures, int(ok.sum()))
+    read = "provenance" in df and df["provenance"].notna().any()
+    return write_report(target, "scan.html.j2", title, summarize(df), notes, sections, pictures, int(ok.sum()),
+                        provenance_counts(df) if read else None)
 
 
 # -- the eval index -----------------------------------------------------------------------------
@@ -378,13 +392,16 @@ def _cell(m: dict, key: str, spec: str) -> str:
     return text + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
-def write_eval_index(folder: Path, metrics: list[dict], files: list[Path], notes: list[str]) -> Path:
-    """``index.html`` in an eval output folder: the metrics as a table, links to every output, the plots inline."""
+def write_eval_index(folder: Path, metrics: list[dict], files: list[Path], notes: list[str], provenance: list[dict] | None = None) -> Path:
+    """``index.html`` in an eval output folder: the metrics as a table, links to every output, the plots inline;
+    with ``provenance`` (evaluate.provenance_by_source), the files per provenance kind of each source."""
     from muflow_cli.inputs.atomic import atomic_write
 
     folder = Path(folder)
     text = render("eval.html.j2", title="muflow eval", when=now(), notes=notes, headers=[h for _, h, _ in EVAL_COLUMNS],
                   rows=[[_cell(m, k, spec) for k, _, spec in EVAL_COLUMNS] for m in metrics],
+                  provenance=[{"label": p["label"], "source": p["source"], "kinds": ", ".join(f"{k} {n}" for k, n in p["files"].items())}
+                              for p in provenance or []],
                   files=[{"name": p.name, "stem": p.stem, "href": urllib.parse.quote(p.name), "plot": p.suffix == ".png"} for p in files])
     atomic_write(folder / "index.html", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return folder / "index.html"

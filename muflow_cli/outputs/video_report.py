@@ -21,7 +21,8 @@ from markupsafe import Markup
 
 from muflow_cli.inputs.images import encode_image
 from muflow_cli.outputs.charts import line_chart
-from muflow_cli.outputs.report import JPEG_QUALITY, ReportTarget, Section, Src, heat_overlay, thumb, write_report
+from muflow_cli.outputs.report import JPEG_QUALITY, ReportTarget, Section, Src, heat_overlay, provenance_cells, thumb, write_report
+from muflow_cli.pipelines.schema import provenance_counts
 
 PICKS = ("first", "middle", "highest")
 RED, GREEN = "#dc2626", "#16a34a"  # a flagged face's dot, a real one's
@@ -100,11 +101,13 @@ def write_video_html(frames: pd.DataFrame, tracks: pd.DataFrame, target: ReportT
 
     def video_head(v: str) -> dict:
         t = by_video[v]
+        prov = provenance_cells(t.iloc[0])
         if v not in with_tracks:
             r = t.iloc[0]
-            return {"name": v, "tracks": None, "status": str(r["status"]), "message": str(r["message"])}
+            return {"name": v, "tracks": None, "status": str(r["status"]), "message": str(r["message"]), **prov}
         note = str(t["message"].iloc[0]) if pd.notna(t["message"].iloc[0]) else ""
-        return {"name": v, "tracks": int((t["status"] == "ok").sum()), "flagged": int((t["verdict"] == "fake").sum()), "note": note}
+        return {"name": v, "tracks": int((t["status"] == "ok").sum()), "flagged": int((t["verdict"] == "fake").sum()), "note": note,
+                **prov}
 
     heads = {v: video_head(v) for v in order}
 
@@ -142,4 +145,6 @@ def write_video_html(frames: pd.DataFrame, tracks: pd.DataFrame, target: ReportT
                         if target.has(name):
                             yield name
 
-    return write_report(target, "video.html.j2", title, counts, notes, [section], pictures, int(ok.sum()) * len(PICKS))
+    read = "provenance" in tracks and tracks["provenance"].notna().any()
+    return write_report(target, "video.html.j2", title, counts, notes, [section], pictures, int(ok.sum()) * len(PICKS),
+                        provenance_counts(tracks, "video") if read else None)

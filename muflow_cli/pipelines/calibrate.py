@@ -7,8 +7,9 @@ hours; re-calibrating only scores the user's reals — as fast as a scan — and
 scores. The flows, the Gaussians and therefore the scores of every face stay exactly as they were;
 only p-values and verdicts change.
 
-Faces are found and scored exactly as ``scan`` does. With enough groups (files, or folders with
-``group_by="folder"``; by default numbered sequences of files are one group), a held-out check reports the false-positive rate each fold of groups gets
+Faces are found and scored exactly as ``scan`` does. With enough groups (by default near-duplicate faces
+— frames of a clip, shots of a burst, re-saved copies — are one group: pipelines/grouping.py; files or
+folders with ``group_by``), a held-out check reports the false-positive rate each fold of groups gets
 when the others calibrate: the user sees, on their own data, whether the promised rate holds.
 """
 
@@ -22,11 +23,13 @@ import numpy as np
 
 from muflow_cli.errors import ConfigError, MuflowError
 from muflow_cli.faces.options import FaceFinding
-from muflow_cli.inputs.files import GROUP_BY, group_keys
+from muflow_cli.inputs.files import GROUP_BY
 from muflow_cli.model.card import CalibrationInfo
 from muflow_cli.model.deepfake_model import DeepfakeModel
-from muflow_cli.pipelines.scan import ScanConfig, scan
+from muflow_cli.pipelines.grouping import face_groups
+from muflow_cli.pipelines.scan import ScanChunk, ScanConfig, scan
 from muflow_cli.stats.calibration import Calibration, check_fpr, check_tail
+from muflow_cli.stats.near_duplicates import Fingerprints, fingerprint
 
 MIN_FACES = 20
 
@@ -38,7 +41,7 @@ class CalibrateError(MuflowError):
 @dataclass
 class CalibrateConfig:
     tail: str | None = None  # None: keep the model's
-    group_by: str = "auto"  # unit of the held-out check (files.group_keys): a group's faces stay together
+    group_by: str = "auto"  # unit of the held-out check (pipelines/grouping.py): a group's faces stay together
     fpr: float = 0.05  # the rate the held-out check measures
     folds: int = 5
     min_face_px: float = 24.0  # as for fitting: smaller faces are mostly interpolation
@@ -95,7 +98,17 @@ def calibrate(
 ) -> tuple[DeepfakeModel, CalibrateReport]:
     """The model with its calibration scores replaced by those of the real faces under ``paths``."""
     config.check()
-    table = scan(paths, model, ScanConfig(batch_size=config.batch_size, faces=config.faces, workers=config.workers), progress=progress)
+    prints: dict[tuple[str, int], Fingerprints] = {}
+
+    def keep_prints(chunk: ScanChunk) -> None:
+        """Fingerprints of each face as it is scored (``auto`` grouping needs what the faces show)."""
+        faces = [(r["file"], int(r["face"])) for r in chunk.rows if r.get("face") is not None]
+        if config.group_by == "auto" and chunk.crops:
+            found = fingerprint(chunk.crops)
+            prints.update((key, found[i:i + 1]) for i, key in enumerate(faces))
+
+    scan_config = ScanConfig(batch_size=config.batch_size, faces=config.faces, workers=config.workers)
+    table = scan(paths, model, scan_config, progress=progress, observer=keep_prints)
     report = CalibrateReport(files=int(table["file"].nunique()), previous_faces=len(model.calibration))
     ok = table[table["status"] == "ok"]
     small = ok["face_px"].astype(float) < config.min_face_px
@@ -109,7 +122,11 @@ def calibrate(
             f"found {report.faces} usable real faces; calibrating needs at least {MIN_FACES} (a few hundred give "
             f"p-values that can rank). Skipped: {report.skipped or 'none'}"
         )
-    groups = np.asarray(group_keys(faces["file"].astype(str).tolist(), config.group_by))
+    files = faces["file"].astype(str).tolist()
+    kept = None
+    if config.group_by == "auto":
+        kept = Fingerprints.concat([prints[(f, int(i))] for f, i in zip(files, faces["face"])])
+    groups = face_groups(files, config.group_by, kept)[0]
     report.groups = len(np.unique(groups))
     scores = faces["score"].to_numpy(float)
     tail = model.calibration.resolve(config.tail)
@@ -117,7 +134,8 @@ def calibrate(
     if check is not None:
         report.heldout_fpr, report.heldout_faces = check
     info = CalibrationInfo(tail=tail, faces=report.faces, source="calibrate", files=report.files, group_by=config.group_by,
-                           date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                           date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           tail_probe_auc=model.card.calibration.tail_probe_auc if tail == model.calibration.tail else None)
     new = model.with_calibration(scores, info)
     report.min_p = new.calibration.min_p()
     if report.min_p > config.fpr:

@@ -20,6 +20,7 @@ from muflow_cli.faces.options import FaceFinding
 from muflow_cli.inputs.perturb import Perturbation
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.pipelines.scan import ScanConfig, scan
+from muflow_cli.pipelines.schema import provenance_counts
 from muflow_cli.stats.calibration import check_fpr, check_tail
 
 
@@ -31,6 +32,7 @@ class EvalConfig:
     seed: int = 0
     batch_size: int | None = None  # None: by device
     faces: FaceFinding = field(default_factory=FaceFinding)  # None fields: the model's
+    provenance: bool = True  # read each file's provenance (once, on the clean run; perturbations change pixels, not files)
 
     def check(self) -> None:
         check_fpr(self.fpr)
@@ -112,15 +114,26 @@ def evaluate(
 ) -> tuple[pd.DataFrame, list[dict]]:
     """(scores table of every file and face, metrics rows: one per perturbation and fake source, plus 'all').
 
-    The clean run (no perturbation) is always measured first: every perturbed number needs it beside it."""
+    The clean run (no perturbation) is always measured first: every perturbed number needs it beside it.
+    Each file's provenance is read on the clean run and copied to its perturbed rows (a perturbation
+    changes the pixels, not what the file says about itself)."""
     config.check()
     perturbations = [Perturbation("none")] + [p for p in perturbations if p.kind != "none"]
-    scan_config = ScanConfig(fpr=config.fpr, tail=config.tail, batch_size=config.batch_size, faces=config.faces)
     frames = []
+    read: dict[str, tuple] = {}  # file -> (provenance, provenance_detail), from the clean run
     for pert in perturbations:
+        clean = pert.kind == "none"
+        scan_config = ScanConfig(fpr=config.fpr, tail=config.tail, batch_size=config.batch_size, faces=config.faces,
+                                 provenance=config.provenance and clean)
         for label, sources in ((0, reals), (1, fakes)):
             for name, path in sources:
                 df = scan([path], model, scan_config, progress=progress, transform=pert)
+                if clean:
+                    first = df.drop_duplicates("file")
+                    read.update(zip(first["file"], zip(first["provenance"], first["provenance_detail"])))
+                else:
+                    for k, column in enumerate(("provenance", "provenance_detail")):
+                        df[column] = df["file"].map(lambda f, k=k: read.get(f, (None, None))[k]).astype("string")
                 df.insert(0, "perturbation", pert.name)
                 df.insert(1, "source", name)
                 df.insert(2, "label", "fake" if label else "real")
@@ -139,3 +152,11 @@ def evaluate(
             m.update(source_metrics(real_rows, fake_rows, config.fpr, config.bootstrap, rng))
             metrics.append(m)
     return scores, metrics
+
+
+def provenance_by_source(scores: pd.DataFrame) -> list[dict]:
+    """Files per provenance kind for each source of the clean run (label, source, counts): what the files
+    say about themselves beside what the detector measured on them."""
+    clean = scores[scores["perturbation"] == "none"]
+    return [{"label": label, "source": source, "files": provenance_counts(rows)}
+            for (label, source), rows in clean.groupby(["label", "source"], sort=False)]

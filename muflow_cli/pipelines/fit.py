@@ -1,7 +1,8 @@
 """Fit a µFlow detector on a folder of real faces.
 
-Stages (``fit_crops``, each a function of pipelines/fit_stages.py or fit_training.py): faces -> split
-(fit / held-out calibration, by group, seeded) -> average faces of the fit part -> Gaussian target per
+Stages (``fit_crops``, each a function of pipelines/fit_stages.py or fit_training.py): faces -> groups of
+near-duplicates (face_groups) -> split (fit / held-out calibration: whole groups, or the later part of each
+sequence when there are few groups: stats/splits.py) -> average faces of the fit part -> Gaussian target per
 layer -> backbone features of single fit faces, cached once in float16 (in RAM, or memory-mapped on disk
 when large: nn/feature_cache.py) -> flows trained many epochs on the cache -> calibration scores of
 held-out reals -> the bundle. Calibration faces take no part in averages or training. With a checkpoint
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 
 from muflow_cli.faces.stage import FaceStage
-from muflow_cli.inputs.files import group_keys
 from muflow_cli.inputs.images import iter_image_files
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.model.device import pick_device, training_precision
@@ -38,16 +38,17 @@ from muflow_cli.pipelines.fit_stages import (
     make_bundle,
     model_for,
     plan_fit,
-    split_by_group,
     thumbnail,
     training_faces,
 )
 from muflow_cli.pipelines.fit_training import estimate_seconds, train_flows
+from muflow_cli.pipelines.grouping import face_groups
 from muflow_cli.progress import track
+from muflow_cli.stats.near_duplicates import fingerprint
 
 __all__ = [  # what the rest of muflow and the benchmarks import from here
     "MIN_FACES", "FitConfig", "FitError", "FitReport", "Rows", "cache_features", "collect_faces", "default_epochs",
-    "estimate_seconds", "fit", "fit_crops", "model_for", "split_by_group", "thumbnail", "train_flows",
+    "estimate_seconds", "face_groups", "fit", "fit_crops", "model_for", "thumbnail", "train_flows",
 ]
 
 
@@ -72,8 +73,8 @@ def fit(
         faces = gather_faces(paths, config, progress)
         if checkpoint is not None:
             checkpoint.save_faces(faces)
-    report = FitReport(files=faces.files, skipped=faces.skipped, seconds={"faces": faces.seconds})
-    result = fit_crops(faces.crops, faces.groups, config, progress, report, notify, checkpoint)
+    report = FitReport(files=faces.files, skipped=faces.skipped, seconds={"faces": faces.seconds}, links=faces.links or {})
+    result = fit_crops(faces.crops, faces.groups, config, progress, report, notify, checkpoint, faces.order)
     if checkpoint is not None and not keep_checkpoint:
         checkpoint.remove()
     return result
@@ -87,8 +88,10 @@ def fit_crops(
     report: FitReport | None = None,
     notify: Callable[[str], None] | None = None,
     checkpoint: FitCheckpoint | None = None,
+    order: np.ndarray | None = None,
 ) -> tuple[DeepfakeModel, FitReport]:
-    """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video).
+    """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video;
+    ``order``: each crop's place in time, for holding out the later part of sequences; None: as given).
 
     ``checkpoint``: keeps the split, targets and epochs, and resumes from what it holds (fit() makes it)."""
     config.check()
@@ -99,13 +102,13 @@ def fit_crops(
     device = pick_device(config.device)
     report.precision = training_precision(config.precision, device)
     saved = checkpoint.load_split() if checkpoint is not None else None
-    split = hold_out(crops, group_ids, config, rng, report, saved)
+    split = hold_out(crops, group_ids, order, config, rng, report, saved)
     backbone = load_backbone(config, device)
     plan_fit(config, report)
-    groups = len(np.unique(group_ids))
+    groups = report.split["groups"]
     if notify is not None:
         report.estimate = estimate_seconds(backbone, split.fit, report, config, device)
-        notify(announce(report, config, groups))
+        notify(announce(report, config))
     averaged = fit_targets(backbone, split, config, report, rng, progress, saved, checkpoint)
     with cache_features(backbone, training_faces(split.fit, config, report), config, progress, report) as cache:
         flows = train_flows(model_for(backbone, averaged.targets, config.flow, device), cache, config, report, rng,
@@ -115,21 +118,23 @@ def fit_crops(
 
 
 def gather_faces(paths: list[Path], config: FitConfig, progress: bool) -> SavedFaces:
-    """collect_faces, timed, skip reasons that occurred only: the record a checkpoint keeps."""
+    """collect_faces, timed, skip reasons that occurred only, grouped (face_groups): the record a checkpoint keeps."""
     t0 = time.perf_counter()
-    crops, groups, files, skipped = collect_faces(paths, config, progress)
-    return SavedFaces(crops, groups, files, {k: v for k, v in skipped.items() if v}, time.perf_counter() - t0)
+    crops, face_files, files, skipped = collect_faces(paths, config, progress)
+    prints = fingerprint(crops) if config.group_by == "auto" else None
+    groups, order, links = face_groups(face_files, config.group_by, prints)
+    return SavedFaces(crops, groups, len(files), {k: v for k, v in skipped.items() if v}, time.perf_counter() - t0,
+                      order, links)
 
 
 def collect_faces(
     paths: list[Path], config: FitConfig, progress: bool = True
-) -> tuple[np.ndarray, np.ndarray, int, Counter]:
-    """Aligned crops (N, S, S, 3) of every usable face, the group index of each, file count, skips.
+) -> tuple[np.ndarray, list[Path], list[Path], Counter]:
+    """Aligned crops (N, S, S, 3) of every usable face, the file of each, the files read, skips.
 
     Files are read on the same worker pool as ``muflow scan`` (faces.FaceStage)."""
     files = list(iter_image_files(paths))
-    keys = group_keys(files, config.group_by)
-    crops, ids, skipped = [], [], Counter()
+    crops, face_files, skipped = [], [], Counter()
     make = detector_spec(config).factory(config.faces)
     with FaceStage(config.faces, make, config.crop_size, config.context) as stage:
         results = track(stage.map(files), "faces   ", total=len(files), enabled=progress)
@@ -140,10 +145,9 @@ def collect_faces(
             kept = [f for f in res.faces if f.size_px >= config.min_face_px]
             skipped["small_face"] += len(res.faces) - len(kept)
             crops += [f.crop for f in kept]
-            ids += [keys[i]] * len(kept)
+            face_files += [files[i]] * len(kept)
     empty = np.zeros((0, config.crop_size, config.crop_size, 3), np.uint8)
-    groups = np.unique(np.asarray([str(g) for g in ids]), return_inverse=True)[1] if ids else np.zeros(0, int)
-    return _stack(crops, empty), groups, len(files), skipped
+    return _stack(crops, empty), face_files, files, skipped
 
 
 def _stack(crops: list[np.ndarray], empty: np.ndarray) -> np.ndarray:

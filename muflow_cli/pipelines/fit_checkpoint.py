@@ -4,9 +4,9 @@ Three stages are kept, each written atomically and flushed to disk before it is 
 (inputs/atomic.py, ``fsync=True``: a power cut leaves the previous stage, never half a file), in
 formats that load without running code (npz read with ``allow_pickle=False``, safetensors, JSON):
 
-* ``faces.npz`` then ``faces.json``: the collected crops (uint8) and group ids; file count, skips
+* ``faces.npz`` then ``faces.json``: the collected crops (uint8), group ids and capture order; file count, skips
   (the JSON is written second, so it vouches for a whole npz);
-* ``split.safetensors``: the calibration mask, the Gaussian target of each layer, the report's
+* ``split.safetensors``: the calibration and fit masks (stats/splits.py), the Gaussian target of each layer, the report's
   sample of average faces, and the numpy and torch RNG states after the averages;
 * ``epoch.safetensors``: after each finished epoch, the flows, Adam's state, the LR schedule,
   the numpy and torch RNG states and the losses so far.
@@ -38,7 +38,7 @@ from muflow_cli.inputs.atomic import atomic_write
 from muflow_cli.nn.target import GaussianTarget
 from muflow_cli.pipelines.identity import run_settings
 
-FORMAT = "muflow-fit-checkpoint/1"
+FORMAT = "muflow-fit-checkpoint/2"  # 2: faces keep their capture order; the split its gap and kind
 
 
 class FitResumeError(UsageError):
@@ -50,10 +50,12 @@ class SavedFaces:
     """Stage (a): what collecting the faces gave."""
 
     crops: np.ndarray  # (N, S, S, 3) uint8 aligned crops
-    groups: np.ndarray  # (N,) group index of each crop (files.group_keys)
+    groups: np.ndarray  # (N,) group index of each crop (pipelines/fit.py face_groups)
     files: int  # image files read
     skipped: dict[str, int]  # files or faces passed over, by reason
     seconds: float  # time it took
+    order: np.ndarray | None = None  # (N,) capture order of each crop's file (None: as collected)
+    links: dict[str, int] | None = None  # how the groups were made (stats/near_duplicates.Links)
 
 
 @dataclass
@@ -66,6 +68,8 @@ class SavedSplit:
     rng_state: dict[str, Any]  # the numpy Generator's bit_generator.state after the averages
     torch_rng_state: torch.Tensor  # torch's CPU RNG state after the averages
     seconds: float  # time the averages took
+    fit_mask: np.ndarray | None = None  # (N,) bool: fitted (None: every face not held out)
+    plan: dict[str, Any] | None = None  # the split's kind, groups, calibration groups, gap faces
 
 
 @dataclass
@@ -172,10 +176,12 @@ class FitCheckpoint:
     def save_faces(self, faces: SavedFaces) -> None:
         def write(p: str) -> None:
             with open(p, "wb") as fh:
-                np.savez(fh, crops=faces.crops, groups=np.asarray(faces.groups, np.int64))
+                order = np.arange(len(faces.groups)) if faces.order is None else faces.order
+                np.savez(fh, crops=faces.crops, groups=np.asarray(faces.groups, np.int64), order=np.asarray(order, np.int64))
 
         atomic_write(self.path / "faces.npz", write, fsync=True)
-        _write_json(self.path / "faces.json", {"files": faces.files, "skipped": dict(faces.skipped), "seconds": faces.seconds})
+        _write_json(self.path / "faces.json", {"files": faces.files, "skipped": dict(faces.skipped), "seconds": faces.seconds,
+                                               "links": faces.links})
 
     def load_faces(self) -> SavedFaces | None:
         """The collected faces, or None if that stage was not reached."""
@@ -183,16 +189,19 @@ class FitCheckpoint:
         if meta is None or not (self.path / "faces.npz").is_file():
             return None
         with np.load(self.path / "faces.npz", allow_pickle=False) as z:
-            return SavedFaces(z["crops"], z["groups"], int(meta["files"]), dict(meta["skipped"]), float(meta["seconds"]))
+            return SavedFaces(z["crops"], z["groups"], int(meta["files"]), dict(meta["skipped"]), float(meta["seconds"]),
+                              z["order"], meta.get("links"))
 
     # -- (b) split, targets, averages sample ----------------------------------------
     def save_split(self, split: SavedSplit) -> None:
         tensors = {f"target{j}.{k}": v for j, t in enumerate(split.targets) for k, v in t.state_dict().items()}
         tensors["cal_mask"] = torch.from_numpy(np.asarray(split.cal_mask, np.uint8))
+        fit_mask = ~np.asarray(split.cal_mask, bool) if split.fit_mask is None else split.fit_mask
+        tensors["fit_mask"] = torch.from_numpy(np.asarray(fit_mask, np.uint8))
         tensors["averages_sample"] = torch.from_numpy(np.ascontiguousarray(split.average_sample))
         tensors["torch_rng"] = split.torch_rng_state
         _write_tensors(self.path / "split.safetensors", tensors,
-                       {"layers": len(split.targets), "rng": split.rng_state, "seconds": split.seconds})
+                       {"layers": len(split.targets), "rng": split.rng_state, "seconds": split.seconds, "plan": split.plan})
 
     def load_split(self) -> SavedSplit | None:
         """The split and targets, or None if that stage was not reached. Sets no RNG: the caller restores them."""
@@ -207,7 +216,7 @@ class FitCheckpoint:
             target.load_state_dict(state)
             targets.append(target)
         return SavedSplit(t["cal_mask"].numpy().astype(bool), targets, t["averages_sample"].numpy(), meta["rng"],
-                          t["torch_rng"], float(meta["seconds"]))
+                          t["torch_rng"], float(meta["seconds"]), t["fit_mask"].numpy().astype(bool), meta.get("plan"))
 
     # -- (c) epochs -----------------------------------------------------------------
     def save_epoch(self, epoch: int, model: torch.nn.Module, opt: torch.optim.Optimizer, sched, rng: np.random.Generator,

@@ -13,7 +13,7 @@ from muflow_cli.faces.options import FaceFinding
 from muflow_cli.inputs.files import GROUP_BY
 from muflow_cli.model.card import FaceDetectorSpec
 from muflow_cli.nn.config import FlowConfig
-from muflow_cli.stats.calibration import check_tail
+from muflow_cli.stats.calibration import check_fit_tail
 
 MIN_FACES = 20
 
@@ -36,14 +36,14 @@ class FitConfig:
     k: int | None = None
     averages: int | None = None
     calibration_fraction: float = 0.2
-    group_by: str = "auto"  # faces that share a group stay on one side of the calibration split (files.group_keys)
+    group_by: str = "auto"  # faces that share a group stay on one side of the split (auto: near-duplicates by content)
     epochs: int | None = None
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-5
     precision: str = "auto"  # flows' training: fp32, bf16 autocast, or auto (bf16 where native: device.training_precision)
     seed: int = 0
-    tail: str = "two"
+    tail: str = "auto"  # auto: upper unless smooth copies of the held-out reals score low (stats/calibration.choose_tail)
     cache: str = "auto"  # where the feature cache lives: auto (RAM while it needs <= half the free memory), memory, disk
     cache_dir: Path | None = None  # folder for an on-disk cache (default: the system's temporary folder)
     device: str = "auto"
@@ -61,7 +61,7 @@ class FitConfig:
             raise ConfigError("calibration fraction must lie in [0.05, 0.5]")
         if self.cache not in CACHE_PLACES:
             raise ConfigError(f"cache must be one of {', '.join(CACHE_PLACES)}")
-        check_tail(self.tail)
+        check_fit_tail(self.tail)
         if self.batch_size < 2 or self.lr <= 0 or (self.epochs is not None and self.epochs < 1):
             raise ConfigError("batch size must be at least 2, lr positive and epochs at least 1")
         if not 0 <= self.augment <= 8:
@@ -81,11 +81,15 @@ class FitReport:
     training_faces: int = 0  # fit faces and their augmented copies (what the flows train on)
     precision: str = "fp32"  # what the flows were trained in (FitConfig.precision resolved for the device)
     calibration_faces: int = 0
+    split: dict[str, Any] = field(default_factory=dict)  # how calibration was held out (stats/splits.py): kind, groups, gap
+    links: dict[str, int] = field(default_factory=dict)  # how --group-by auto made its groups (stats/near_duplicates.py)
     k: int = 0
     averages: int = 0
     epochs: int = 0
     losses: list[float] = field(default_factory=list)
     calibration_mean: float = float("nan")
+    tail: str = ""  # the tail stored in the model (FitConfig.tail, or what auto chose)
+    tail_probe_auc: float = float("nan")  # auto: P[a smooth copy of a held-out real scores above a held-out real]
     seconds: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # where the feature cache lived, and its size
     warnings: list[str] = field(default_factory=list)  # for the person who ran the fit (the CLI prints them)

@@ -17,7 +17,7 @@ import torch
 
 from muflow_cli.model.card import CalibrationInfo, CropSpec, TrainingInfo
 from muflow_cli.model.deepfake_model import DeepfakeModel, new_card
-from muflow_cli.nn.augment import AugmentedRows
+from muflow_cli.nn.augment import AugmentedRows, round_trip
 from muflow_cli.nn.averages import average_faces, default_average_plan
 from muflow_cli.nn.config import FlowConfig
 from muflow_cli.nn.feature_cache import FeatureCache
@@ -27,55 +27,29 @@ from muflow_cli.nn.target import GaussianTarget
 from muflow_cli.pipelines.fit_checkpoint import FitCheckpoint, SavedSplit
 from muflow_cli.pipelines.fit_config import MIN_FACES, FitConfig, FitError, FitReport, default_epochs, detector_spec
 from muflow_cli.progress import track
-from muflow_cli.stats.calibration import Calibration
+from muflow_cli.stats.calibration import Calibration, calibration_cautions, choose_tail
+from muflow_cli.stats.splits import TAIL_MIN, calibration_split
+
+# The tail probe's smooth copies: a 4x area-down, bicubic-up round trip of each held-out real, the
+# smoothest common "fake" (the in-domain benchmark's bicubic control; 4x is the GAN upscalers' factor).
+PROBE_DOWNSCALE = 4
 
 SAMPLE, SAMPLE_PX = 16, 64  # average faces and fit faces kept in the bundle for `muflow info --html`
+# Warned about: below ~100 calibration faces a 5 % threshold rests on 5 faces; below 5 groups, calibration
+# speaks for a handful of sources only.
 
 
 def check_faces(n: int, group_ids: np.ndarray | None, config: FitConfig, report: FitReport) -> np.ndarray:
-    """The group of each face (each its own when none is given), once there are faces enough to fit and to hold out.
+    """The group of each face (each its own when none is given), once there are faces enough to fit.
 
-    Refused before any work: fewer than MIN_FACES, or a single group (nothing could be held out to
-    calibrate without sharing a photo or video with the fit part)."""
+    Refused before any work: fewer than MIN_FACES."""
     report.faces = n
     if n < MIN_FACES:
         raise FitError(
             f"found {n} usable faces; fitting needs at least {MIN_FACES} (hundreds are better). "
             f"Skipped files: {report.skipped or 'none'}"
         )
-    group_ids = np.arange(n) if group_ids is None else np.asarray(group_ids)
-    if len(np.unique(group_ids)) < 2:
-        raise FitError(
-            f"all {n} faces are in one group (--group-by {config.group_by}), so none can be held out to calibrate; "
-            "give more photos or videos, or --group-by file if the files are independent photos"
-        )
-    return group_ids
-
-
-def split_by_group(group_ids: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask of calibration faces: whole groups go to calibration until it holds ``fraction``.
-
-    Faces of one photo (or one video or burst: files.group_keys) share camera, compression and
-    often identity; if they straddled the split, calibration scores would be optimistic and
-    new real sources would be flagged more often than the stated FPR. Groups are taken in
-    random order; a group that would overshoot the target by half is passed over (if every
-    group is that large, the smallest one is held out).
-    """
-    groups, sizes = np.unique(group_ids, return_counts=True)
-    order = rng.permutation(len(groups))
-    target = max(1, int(round(fraction * len(group_ids))))
-    cal = np.zeros(len(group_ids), bool)
-    held = 0
-    for g in order:
-        if held >= target:
-            break
-        if held + sizes[g] > 1.5 * target:
-            continue
-        cal |= group_ids == groups[g]
-        held += sizes[g]
-    if held == 0:
-        cal |= group_ids == groups[int(np.argmin(sizes))]
-    return cal
+    return np.arange(n) if group_ids is None else np.asarray(group_ids)
 
 
 class Rows:
@@ -100,18 +74,34 @@ class Split:
     """The faces on either side of the calibration split."""
 
     mask: np.ndarray  # True: held out to calibrate
+    fit_mask: np.ndarray  # True: fitted (neither held out nor in a gap)
     fit: Rows  # averages and training
     calibration: np.ndarray  # held-out reals: their scores are the model's calibration
 
 
-def hold_out(crops: np.ndarray, group_ids: np.ndarray, config: FitConfig, rng: np.random.Generator, report: FitReport,
-             saved: SavedSplit | None = None) -> Split:
-    """Hold whole groups out to calibrate (split_by_group; ``saved``: the split of the fit being resumed).
+def hold_out(crops: np.ndarray, group_ids: np.ndarray, order: np.ndarray | None, config: FitConfig,
+             rng: np.random.Generator, report: FitReport, saved: SavedSplit | None = None) -> Split:
+    """Hold faces out to calibrate (stats/splits.py: whole groups when there are many, the later part of
+    each sequence when there are few; ``saved``: the split of the fit being resumed).
 
     First, so that calibration faces take no part in the averages or the training: their scores must
-    be those of reals the model has never seen."""
-    mask = saved.cal_mask if saved is not None else split_by_group(group_ids, config.calibration_fraction, rng)
-    split = Split(mask, Rows(crops, np.flatnonzero(~mask)), crops[mask])
+    be those of reals the model has never seen. Faces in the gap between a sequence's parts are in neither."""
+    if saved is not None:
+        cal, fit_mask = saved.cal_mask, saved.fit_mask if saved.fit_mask is not None else ~saved.cal_mask
+        plan = saved.plan or {}
+    else:
+        split = calibration_split(group_ids, order, config.calibration_fraction, rng)
+        cal, fit_mask = split.calibration, split.fit
+        plan = {"kind": split.kind, "groups": split.groups, "calibration_groups": split.calibration_groups,
+                "gap_faces": int(split.gap.sum())}
+    report.split = dict(plan, by=config.group_by)
+    report.split["largest_group"] = int(np.unique(group_ids, return_counts=True)[1].max())
+    if not cal.any():
+        raise FitError(
+            f"all {len(group_ids)} faces are in one group of fewer than {TAIL_MIN} (--group-by {config.group_by}), so "
+            "none can be held out to calibrate; give more photos or videos"
+        )
+    split = Split(cal, fit_mask, Rows(crops, np.flatnonzero(fit_mask)), crops[cal])
     report.fit_faces, report.calibration_faces = len(split.fit), len(split.calibration)
     if report.fit_faces < MIN_FACES // 2:
         raise FitError(f"only {report.fit_faces} faces left to fit after holding out calibration; add more faces")
@@ -129,13 +119,22 @@ def plan_fit(config: FitConfig, report: FitReport) -> None:
     report.epochs = config.epochs or default_epochs(report.fit_faces)
 
 
-def announce(report: FitReport, config: FitConfig, groups: int) -> str:
+def announce(report: FitReport, config: FitConfig) -> str:
     """The line for the person waiting: what will be fitted, what was skipped, and ``report.estimate``."""
     skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.skipped.items()) or "nothing"
     parts = ", ".join(f"{k} {_duration(v)}" for k, v in report.estimate.items() if k != "total")
     return (f"fitting on {report.fit_faces} faces, {report.calibration_faces} held out to calibrate "
-            f"({groups} groups by {config.group_by}); skipped: {skipped}. "
+            f"({split_text(report.split, config.group_by)}); skipped: {skipped}. "
             f"Estimated time for the rest, measured on this machine: {_duration(report.estimate['total'])} ({parts})")
+
+
+def split_text(split: dict, group_by: str) -> str:
+    """How calibration was held out, in words (the fit's announcement and summary)."""
+    groups, held = split.get("groups", 0), split.get("calibration_groups", 0)
+    if split.get("kind") == "tails":
+        return (f"the later part of each of {groups} groups by {group_by}, {split.get('gap_faces', 0)} faces "
+                "left out between: fewer than 20 groups, so every one is fitted")
+    return f"{held} whole groups of {groups} by {group_by}"
 
 
 def _duration(seconds: float) -> str:
@@ -165,7 +164,7 @@ def fit_targets(backbone, split: Split, config: FitConfig, report: FitReport, rn
     targets = [GaussianTarget.fit(np.concatenate(p)) for p in pooled]
     report.seconds["averages"] = time.perf_counter() - t
     done = SavedSplit(split.mask, targets, np.stack(samples), rng.bit_generator.state, torch.get_rng_state(),
-                      report.seconds["averages"])
+                      report.seconds["averages"], split.fit_mask, dict(report.split))
     if checkpoint is not None:
         checkpoint.save_split(done)
     return done
@@ -216,31 +215,49 @@ def calibrate_model(backbone, flows: MuFlowModel, split: Split, config: FitConfi
     card = new_card(
         backbone=backbone, backbone_weights=config.backbone_weights, crop=CropSpec(config.crop_size, config.context),
         face_detector=detector_spec(config), flow=config.flow,
-        calibration=CalibrationInfo(tail=config.tail), training=TrainingInfo(),
+        calibration=CalibrationInfo(), training=TrainingInfo(),
     )
-    scorer = DeepfakeModel(card, backbone, flows, Calibration(np.zeros(0), config.tail)).to(device)
+    scorer = DeepfakeModel(card, backbone, flows, Calibration(np.zeros(0))).to(device)
     scores = scorer.score(split.calibration, batch_size=config.batch_size)["score"]
     report.calibration_mean = float(np.mean(scores)) if len(scores) else float("nan")
+    report.tail = config.tail
+    if config.tail == "auto":
+        report.tail, report.tail_probe_auc = choose_tail(scores, smooth_scores(scorer, split.calibration, config.batch_size))
     report.seconds["calibration"] = time.perf_counter() - t
     return scorer, scores
+
+
+def smooth_scores(scorer: DeepfakeModel, crops: np.ndarray, batch_size: int, chunk: int = 256) -> np.ndarray:
+    """Scores of PROBE_DOWNSCALE x bicubic round trips of ``crops`` (the tail probe), a chunk at a time
+    so that a large calibration set is never held twice."""
+    out = [scorer.score(np.stack([round_trip(c, 1 / PROBE_DOWNSCALE) for c in crops[i:i + chunk]]), batch_size=batch_size)["score"]
+           for i in range(0, len(crops), chunk)]
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def make_bundle(scorer: DeepfakeModel, scores: np.ndarray, split: Split, averaged: SavedSplit, groups: int,
                 config: FitConfig, report: FitReport) -> DeepfakeModel:
     """The model to save: calibrated on ``scores``, its card saying how it was fitted, samples of the
     average and fit faces for `muflow info --html`; a warning when calibration is too small to say 'fake'."""
-    calibration = CalibrationInfo(tail=config.tail, faces=len(scores), source="fit", group_by=config.group_by)
+    calibration = CalibrationInfo(tail=report.tail, faces=len(scores), source="fit", group_by=config.group_by,
+                                  tail_probe_auc=None if np.isnan(report.tail_probe_auc) else round(report.tail_probe_auc, 4))
     detector = scorer.with_calibration(scores, calibration, replace(scorer.card, training=training_info(config, report, groups)))
     picks = np.linspace(0, len(split.fit) - 1, min(SAMPLE, len(split.fit)))
     face_sample = np.stack([thumbnail(split.fit[int(i)]) for i in picks])
     detector.extras = {"report.averages": torch.from_numpy(averaged.average_sample), "report.faces": torch.from_numpy(face_sample)}
-    min_p = detector.calibration.min_p()
-    if min_p > 0.05:
-        report.warnings.append(
-            f"only {report.calibration_faces} calibration faces: the smallest p-value is {min_p:.3f}, "
-            "so verdicts at an fpr below it cannot say 'fake'"
-        )
+    report.warnings += calibration_warnings(detector.calibration.min_p(), report)
     return detector
+
+
+def calibration_warnings(min_p: float, report: FitReport) -> list[str]:
+    """What the person who fits should know about the calibration: too few faces or too few sources, or
+    one group that may have chained unrelated faces together."""
+    out = calibration_cautions(report.calibration_faces, report.split.get("calibration_groups", 0), min_p)
+    largest = report.split.get("largest_group", 0)
+    if report.split.get("kind") == "groups" and largest > 0.5 * report.faces:
+        out.append(f"one group holds {largest} of {report.faces} faces (--group-by {report.split.get('by', 'auto')}): "
+                   "if they are not near-copies of each other, --group-by file or folder says so")
+    return out
 
 
 def training_info(config: FitConfig, report: FitReport, groups: int) -> TrainingInfo:
@@ -252,6 +269,8 @@ def training_info(config: FitConfig, report: FitReport, groups: int) -> Training
         batch_size=config.batch_size, lr=config.lr, final_loss=report.losses[-1], losses=list(report.losses),
         groups=groups, calibration_mean_score=report.calibration_mean, min_face_px=config.min_face_px,
         group_by=config.group_by, augment=config.augment, data=config.data_note, precision=report.precision,
+        split=report.split.get("kind", ""), calibration_groups=report.split.get("calibration_groups", 0),
+        gap_faces=report.split.get("gap_faces", 0),
     )
 
 

@@ -10,6 +10,11 @@ more work per second than one image split over all cores (docs/performance.md).
 
 Consumers (the HTML report) see each chunk through an ``observer`` callback; the scan does
 not know what they do with it.
+
+Each file's provenance (what it says about itself: C2PA, IPTC/XMP labels, generator settings,
+camera EXIF; inputs/provenance.py) is read by the same worker from the same bytes as its pixels,
+and goes into the file-level columns ``provenance`` and ``provenance_detail`` of each of its rows.
+It is evidence beside the verdict: it never changes a score, a p-value or a verdict.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from muflow_cli.faces.options import FaceFinding
 from muflow_cli.faces.stage import FaceStage
 from muflow_cli.inputs.files import shown_path
 from muflow_cli.inputs.images import iter_image_files
+from muflow_cli.inputs.provenance import TIME_CAP_S
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.model.device import default_batch_size
 from muflow_cli.pipelines.identity import run_settings
 from muflow_cli.pipelines.journal import ScanJournal, file_identity
-from muflow_cli.pipelines.schema import SMALL_FACE_PX, face_columns, layer_columns, to_frame
+from muflow_cli.pipelines.schema import SMALL_FACE_PX, face_columns, layer_columns, provenance_columns, to_frame
 from muflow_cli.progress import track
 from muflow_cli.stats.calibration import check_fpr, check_tail, verdict
 
@@ -47,6 +53,12 @@ class ScanConfig:
     chunk_files: int = 16  # files per unit of work: scored together, journaled together
     visuals: bool = False  # keep decoded images and residual maps for the observer (HTML report)
     workers: int = 0  # detection threads, one image each; 0: one per CPU core (faces.default_workers)
+    provenance: bool = True  # read what each file says about itself (the provenance columns); False: left empty
+
+    @property
+    def provenance_cap(self) -> float | None:
+        """The per-file time cap of the provenance reading; None when it is off."""
+        return TIME_CAP_S if self.provenance else None
 
     def check(self) -> None:
         check_fpr(self.fpr)
@@ -74,7 +86,8 @@ ChunkObserver = Callable[[ScanChunk], Any]
 
 def _file_row(res: FileFaces, shown: str) -> dict:
     w, h = res.image_size or (None, None)
-    return {"file": shown, "face": None, "status": res.status, "message": res.message, "image_width": w, "image_height": h}
+    return {"file": shown, "face": None, "status": res.status, "message": res.message, "image_width": w, "image_height": h,
+            **provenance_columns(res)}
 
 
 def _face_rows(res: FileFaces, shown: str) -> list[dict]:
@@ -128,7 +141,7 @@ def iter_scan(
         return journal.lookup(index, ids_of(index)) if journal is not None else None
 
     stage = FaceStage(config.faces, model.card.face_detector.factory(config.faces), model.crop_size, model.context,
-                      transform, config.visuals, config.workers)
+                      transform, config.visuals, config.workers, config.provenance_cap)
     engine = None  # built once the first chunk is being detected: the workers start while the graph loads
     ahead: dict[int, list[Future]] = {}
     bar = track(range(len(files)), "scanning", enabled=progress)

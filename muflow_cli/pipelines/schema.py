@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from muflow_cli.faces.face import Face
+from muflow_cli.faces.face import Face, FileFaces
+from muflow_cli.inputs.provenance import KINDS as PROVENANCE_KINDS
+
+# What the file says about itself (inputs/provenance.py): evidence beside the verdict, never part of it.
+PROVENANCE_SCHEMA: dict[str, tuple[str, str]] = {
+    "provenance": ("string", " | ".join(PROVENANCE_KINDS) + "; empty when not read (--no-provenance)"),
+    "provenance_detail": ("string", "what was seen: C2PA state, signer, generator and actions; labels; generator settings "
+                                    "(never the prompt); camera EXIF; failures (one line, at most 300 characters)"),
+}
+NOT_READ = "not read"  # how a report and a summary show a file whose provenance was not read
 
 # name -> (pandas dtype, meaning). The order is the column order of every output.
 SCHEMA: dict[str, tuple[str, str]] = {
@@ -17,6 +26,7 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "message": ("string", "human-readable detail (errors, small-face warnings)"),
     "image_width": ("Int64", "decoded width in pixels (after EXIF orientation)"),
     "image_height": ("Int64", "decoded height in pixels"),
+    **PROVENANCE_SCHEMA,
     "x1": ("Float64", "face box left, original pixels"),
     "y1": ("Float64", "face box top"),
     "x2": ("Float64", "face box right"),
@@ -40,6 +50,7 @@ VIDEO_FRAME_SCHEMA: dict[str, tuple[str, str]] = {
     "face": ("Int64", "face index within the frame"),
     "status": ("string", "ok | no_face | no_frames | unreadable | error"),
     "message": ("string", "detail for non-ok rows, or a note about the stream's timing"),
+    **PROVENANCE_SCHEMA,
     **{k: SCHEMA[k] for k in _FACE_COLUMNS},
     "score": SCHEMA["score"],
     "p_value": SCHEMA["p_value"],
@@ -50,6 +61,7 @@ TRACK_SCHEMA: dict[str, tuple[str, str]] = {
     "track": ("Int64", "face track id within the video"),
     "status": ("string", "ok, or the video's status when it has no track"),
     "message": ("string", "detail"),
+    **PROVENANCE_SCHEMA,
     "first_s": ("Float64", "time of the track's first face"),
     "last_s": ("Float64", "time of the track's last face"),
     "first_frame": ("Int64", "frame number of the first face"),
@@ -66,6 +78,12 @@ def face_columns(face: Face) -> dict[str, float]:
     """A face's box, detector score and size: the columns every face table shares."""
     x1, y1, x2, y2 = (float(v) for v in face.box)
     return {"x1": x1, "y1": y1, "x2": x2, "y2": y2, "det_score": face.det_score, "face_px": face.size_px}
+
+
+def provenance_columns(res: FileFaces) -> dict[str, str | None]:
+    """A file's provenance columns (empty when it was not read), on each of its rows."""
+    p = res.provenance
+    return {"provenance": p.kind if p else None, "provenance_detail": p.detail if p else None}
 
 
 def layer_columns(layer_names: list[str]) -> list[str]:
@@ -93,6 +111,15 @@ def summarize(df: pd.DataFrame) -> dict[str, int]:
         "no_face": int((df["status"] == "no_face").sum()),
         "errors": int((~df["status"].isin(["ok", "no_face"])).sum()),
     }
+
+
+def provenance_counts(df: pd.DataFrame, file_column: str = "file") -> dict[str, int]:
+    """Files per provenance kind (each file once, however many face rows it has), in the order of
+    provenance.KINDS, kinds with no file left out; files whose provenance was not read as ``not read``."""
+    files = df.drop_duplicates(file_column)
+    kinds = files["provenance"].astype("string").fillna(NOT_READ) if "provenance" in files else pd.Series(NOT_READ, index=files.index)
+    counts = kinds.value_counts()
+    return {k: int(counts[k]) for k in (*PROVENANCE_KINDS, NOT_READ) if k in counts}
 
 
 _ARROW_TYPES = {"string": "string", "Int64": "int64", "Float64": "float64"}

@@ -6,6 +6,10 @@ order, so a resumed scan (journal, as for images) reproduces the same numbers.
 Consumers (the HTML report) see the faces through a :class:`VideoObserver`: ``keep`` per scored
 batch (crops and residual maps; it returns something small per face) and a call per finished
 video; the scan does not know what they do with them.
+
+A video's provenance (C2PA Content Credentials in MP4/MOV, an XMP label; inputs/provenance.py) is
+read from its file by path, apart from the decoder, and goes on every row of that video: evidence
+beside the track verdicts, never part of them.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from muflow_cli.faces.stage import faces_in_image
 from muflow_cli.faces.tracks import Tracker, merge_p_values
 from muflow_cli.inputs.files import shown_path, walk_files
 from muflow_cli.inputs.images import encode_image
+from muflow_cli.inputs.provenance import TIME_CAP_S, read_provenance
 from muflow_cli.inputs.video import VIDEO_SUFFIXES, VideoReadError, sample_frames
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.model.device import default_batch_size
 from muflow_cli.pipelines.identity import run_settings
 from muflow_cli.pipelines.journal import ScanJournal, file_identity
-from muflow_cli.pipelines.schema import TRACK_SCHEMA, VIDEO_FRAME_SCHEMA, face_columns, layer_columns, to_frame
+from muflow_cli.pipelines.schema import NOT_READ, TRACK_SCHEMA, VIDEO_FRAME_SCHEMA, face_columns, layer_columns, to_frame
 from muflow_cli.progress import track
 from muflow_cli.stats.calibration import check_fpr, check_tail, verdict
 
@@ -46,6 +51,7 @@ class VideoConfig:
     min_iou: float = 0.2
     max_gap: int = 2  # samples a track may miss before it ends
     save_faces: Path | None = None
+    provenance: bool = True  # read what each video file says about itself (the provenance columns)
 
     def check(self) -> None:
         if self.frames is None and not self.fps > 0:
@@ -130,6 +136,16 @@ def scan_one_video(path: Path, shown: str, faces: FaceDetector | None, model: De
                    observer: VideoObserver | None = None, kept: list[Any] | None = None) -> dict:
     """{"frames": rows, "tracks": rows} for one video; a bad video gives one status row in each.
     With an ``observer``, ``kept`` receives what its ``keep`` returned, one item per face row."""
+    prov = read_provenance(path, TIME_CAP_S) if config.provenance else None
+    done = _scan_one_video(path, shown, faces, model, config, observer, kept)
+    columns = {"provenance": prov.kind if prov else None, "provenance_detail": prov.detail if prov else None}
+    for row in done["frames"] + done["tracks"]:
+        row.update(columns)
+    return done
+
+
+def _scan_one_video(path: Path, shown: str, faces: FaceDetector | None, model: DeepfakeModel, config: VideoConfig,
+                    observer: VideoObserver | None, kept: list[Any] | None) -> dict:
     try:
         info, frames = sample_frames(path, None if config.frames else config.fps, config.frames)
         rows, scores, layers, pngs, tracker, sampled = _detect_and_track(frames, faces, model, config, observer, kept)
@@ -225,11 +241,13 @@ def _save_track_faces(root: Path, video: Path, track_id: int, members: list[int]
 
 
 def summarize_videos(frames: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
-    """One line per video: faces, tracks, flagged tracks, status."""
+    """One line per video: faces, tracks, flagged tracks, status, provenance kind."""
     out = []
     for video, t in tracks.groupby("video", sort=False):
         f = frames[frames["video"] == video]
         ok = t["status"] == "ok"
+        kind = t["provenance"].iloc[0] if "provenance" in t else None
         out.append({"video": video, "status": t["status"].iloc[0], "faces": int((f["status"] == "ok").sum()),
-                    "tracks": int(ok.sum()), "flagged": int((t["verdict"] == "fake").sum())})
-    return pd.DataFrame(out, columns=["video", "status", "faces", "tracks", "flagged"])
+                    "tracks": int(ok.sum()), "flagged": int((t["verdict"] == "fake").sum()),
+                    "provenance": NOT_READ if pd.isna(kind) else str(kind)})
+    return pd.DataFrame(out, columns=["video", "status", "faces", "tracks", "flagged", "provenance"])

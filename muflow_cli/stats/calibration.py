@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from muflow_cli.choices import FIT_TAILS
 from muflow_cli.errors import ConfigError
 from muflow_cli.stats.conformal import TAILS, cutoffs, min_attainable_p, p_values
 
@@ -19,6 +20,25 @@ FAKE, REAL = "fake", "real"
 # A domain warning is given when honest reals would produce so many small p-values at most once in
 # this many scans (beta-binomial tail, Calibration.domain_check): rare enough that a user can trust it.
 DOMAIN_ALPHA = 0.001
+
+
+SMALL_CALIBRATION, FEW_SOURCES = 100, 5  # below these, say so: the threshold rests on few faces / few sources
+
+
+def calibration_cautions(faces: int, groups: int, min_p: float) -> list[str]:
+    """What a person relying on a calibration should know: too few faces to say 'fake' at 5 %, few
+    enough that the rate rests on a handful, or faces of too few sources (``groups`` 0: not known)."""
+    out = []
+    if min_p > 0.05:
+        out.append(f"only {faces} calibration faces: the smallest p-value is {min_p:.3f}, "
+                   "so verdicts at an fpr below it cannot say 'fake'")
+    elif faces < SMALL_CALIBRATION:
+        out.append(f"only {faces} calibration faces: p-values move in steps of "
+                   f"{1 / (faces + 1):.3f}, and the rate at a small fpr rests on a few faces")
+    if 0 < groups < FEW_SOURCES:
+        out.append(f"calibration holds faces of {groups} group{'s' if groups > 1 else ''} (photos, clips or bursts): "
+                   "p-values are valid for more faces like these; other cameras or people may look unusual")
+    return out
 
 
 def verdict(p_value: float, fpr: float) -> str:
@@ -29,6 +49,35 @@ def verdict(p_value: float, fpr: float) -> str:
 def check_tail(tail: str | None) -> None:
     if tail is not None and tail not in TAILS:
         raise ConfigError(f"tail must be one of {', '.join(TAILS)}, not {tail!r}")
+
+
+# The fit's tail probe (choose_tail): below this many calibration faces the probe's AUC is too noisy
+# to trust, and the two-sided test stays; above UPPER_WHEN the smooth copies clearly score high.
+PROBE_MIN_FACES, UPPER_WHEN = 20, 0.75
+
+
+def check_fit_tail(tail: str) -> None:
+    """A fit's tail: one of TAILS, or ``auto`` (choose_tail decides on the fit's own data)."""
+    if tail not in FIT_TAILS:
+        raise ConfigError(f"tail must be one of {', '.join(FIT_TAILS)}, not {tail!r}")
+
+
+def choose_tail(calibration: np.ndarray, smooth: np.ndarray) -> tuple[str, float]:
+    """The tail a new model should use, and the probe's AUC (P[smooth copy scores above a held-out real]).
+
+    An upper-tail test gives up only one thing: fakes that score *lower* than reals — smooth,
+    low-detail ones (docs/method.md, "Which tail by default"). Whether a model does that is a
+    property of its fit set, so the fit asks it: it scores 4x bicubic round trips of its own held-out
+    reals (``smooth``) against the reals themselves (``calibration``). When the copies clearly score
+    high (AUC >= UPPER_WHEN), nothing smooth hides below the reals and the lower tail would only
+    flag typical faces: ``upper``. Otherwise, or with too few faces to tell, ``two``."""
+    if len(calibration) < PROBE_MIN_FACES or len(smooth) == 0:
+        return "two", float("nan")
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.r_[np.zeros(len(calibration)), np.ones(len(smooth))]
+    auc = float(roc_auc_score(labels, np.r_[calibration, smooth]))
+    return ("upper" if auc >= UPPER_WHEN else "two"), auc
 
 
 def check_fpr(fpr: float) -> None:

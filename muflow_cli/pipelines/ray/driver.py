@@ -71,7 +71,7 @@ def connect(where: str, quiet: bool = False) -> None:
 
 @dataclass
 class RayScanResult:
-    counts: dict[str, int]
+    counts: dict[str, Any]  # schema.summarize's counts, and "provenance": files per provenance kind
     parts: int
     parts_done_before: int
     plan: RayPlan
@@ -125,23 +125,29 @@ def ray_scan(
         raise RayScanError(f"--device {device}, but the Ray cluster has no GPU (it has {resources.get('CPU', 0):g} CPUs)")
     log.info("muflow ray scan: %d files in %d parts (%d already written); %s", len(files), len(parts), len(state.done), chosen.describe())
 
-    counts = dict.fromkeys(COUNTS, 0)
+    counts: dict[str, Any] = {**dict.fromkeys(COUNTS, 0), "provenance": {}}
     for c in state.done.values():
-        for k in COUNTS:
-            counts[k] += int(c[k])
+        add_counts(counts, c)
     if todo:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         ctx.print_on_execution_start = progress
         logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.ERROR)
         for row in build_dataset(todo, out, model_path, backbone_weights, model.card, config, settings, chosen, device, engine).iter_rows():
-            for k, v in json.loads(row["counts"]).items():
-                counts[k] += int(v)
+            add_counts(counts, json.loads(row["counts"]))
     written = {e.base_name for e in fs.get_file_info(pafs.FileSelector(root)) if e.base_name.startswith(PART_PREFIX)}
     missing = {p.name for p in parts} - written
     if missing:
         raise RayScanError(f"{len(missing)} parts were not written (first: {sorted(missing)[0]}); run again with --resume")
     return RayScanResult(counts, len(parts), len(state.done), chosen)
+
+
+def add_counts(total: dict[str, Any], part: dict[str, Any]) -> None:
+    """Add one part's counts (schema.summarize's, and files per provenance kind) to ``total``."""
+    for k in COUNTS:
+        total[k] += int(part.get(k, 0))
+    for kind, n in (part.get("provenance") or {}).items():
+        total["provenance"][kind] = total["provenance"].get(kind, 0) + int(n)
 
 
 def build_dataset(todo: list[Part], out: str, model_path: str | None, backbone_weights: str | None, card: ModelCard,

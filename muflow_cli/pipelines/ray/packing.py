@@ -10,6 +10,7 @@ import json
 import numpy as np
 
 from muflow_cli.faces.face import Face, FileFaces
+from muflow_cli.inputs.provenance import Provenance
 
 
 def pack_faces(results: list[FileFaces]) -> bytes:
@@ -19,7 +20,8 @@ def pack_faces(results: list[FileFaces]) -> bytes:
     faces = [f for r in results for f in (r.faces or [])]
     size = results and next((f.crop.shape[0] for f in faces), 0) or 0
     files = [{"path": str(r.path), "status": r.status, "message": r.message, "size": list(r.image_size) if r.image_size else None,
-              "faces": len(r.faces or [])} for r in results]
+              "faces": len(r.faces or []), "provenance": [r.provenance.kind, r.provenance.detail] if r.provenance else None}
+             for r in results]
     arrays = {
         "files": np.frombuffer(json.dumps(files).encode(), np.uint8),
         "crops": np.stack([f.crop for f in faces]) if faces else np.zeros((0, size, size, 3), np.uint8),
@@ -43,5 +45,6 @@ def unpack_faces(blob: bytes) -> list[FileFaces]:
                       float(arrays["scales"][i])) for i in range(k, k + f["faces"])]
         k += f["faces"]
         out.append(FileFaces(f["path"], f["status"], f["message"], faces if f["status"] == "ok" or faces else
-                             ([] if f["status"] == "no_face" else None), tuple(f["size"]) if f["size"] else None))
+                             ([] if f["status"] == "no_face" else None), tuple(f["size"]) if f["size"] else None,
+                             provenance=Provenance(*f["provenance"]) if f.get("provenance") else None))
     return out

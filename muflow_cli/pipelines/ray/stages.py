@@ -23,7 +23,7 @@ from muflow_cli.pipelines.ray.packing import pack_faces, unpack_faces
 from muflow_cli.pipelines.ray.parts import PART_ROW_SCHEMA, encode_part
 from muflow_cli.pipelines.ray.storage import ReadFailure, filesystem, read_one
 from muflow_cli.pipelines.scan import ScanConfig, score_chunk
-from muflow_cli.pipelines.schema import arrow_schema, summarize, to_frame
+from muflow_cli.pipelines.schema import arrow_schema, provenance_counts, summarize, to_frame
 
 # A failed read travels as two columns (None where the file was read, or is left to the local reader).
 READ_SCHEMA = (PART_ROW_SCHEMA.append(pa.field("data", pa.list_(pa.large_binary())))
@@ -67,7 +67,7 @@ class FindFaces:
     def __init__(self, card: ModelCard, config: ScanConfig) -> None:
         make = card.face_detector.factory(config.faces)  # as scan.iter_scan builds it
         self.detector = make() if make is not None else None
-        self.finding, self.crop = config.faces, card.crop
+        self.finding, self.crop, self.provenance = config.faces, card.crop, config.provenance_cap
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = [{"part": row["part"], "name": row["name"], "paths": row["paths"], "shown": row["shown"], "identities": row["identities"],
@@ -83,7 +83,7 @@ class FindFaces:
         if failure is not None:
             return FileFaces(shown, failure.status, failure.message)
         source = io.BytesIO(data) if data is not None else Path(path)
-        res = faces_in_file(source, self.detector, self.finding, self.crop.size, self.crop.context)
+        res = faces_in_file(source, self.detector, self.finding, self.crop.size, self.crop.context, provenance=self.provenance)
         res.path, res.image = path, None
         return res
 
@@ -106,7 +106,7 @@ def score_part(row: dict, results: list[FileFaces], model: DeepfakeModel, config
     """One part's rows (scan.score_chunk: the local scan's), as one Parquet file's bytes with the part's metadata."""
     chunk = score_chunk(row["part"], results, row["shown"], model, config)
     df = to_frame(chunk.rows, model.layer_names)
-    counts = summarize(df)  # summed over the parts at the end
+    counts = {**summarize(df), "provenance": provenance_counts(df)}  # summed over the parts at the end (driver.add_counts)
     parquet = encode_part(df, schema, row["part"], settings, counts, json.loads(row["identities"]))
     return {"part": row["part"], "name": row["name"], "counts": json.dumps(counts), "parquet": parquet}
 
