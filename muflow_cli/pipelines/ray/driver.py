@@ -36,7 +36,7 @@ import ray.data
 from muflow_cli.errors import MuflowError
 from muflow_cli.model.card import ModelCard
 from muflow_cli.model.deepfake_model import DeepfakeModel
-from muflow_cli.pipelines.ray.parts import PART_PREFIX, PART_ROW_SCHEMA, Part, inspect_output, make_parts, ray_settings, settings_digest
+from muflow_cli.pipelines.ray.parts import PART_PREFIX, PART_ROW_SCHEMA, Part, inspect_output, is_cut_short, make_parts, ray_settings, settings_digest
 from muflow_cli.pipelines.ray.plan import RayPlan, plan
 from muflow_cli.pipelines.ray.stages import FindFaces, ReadParts, ScanParts, ScoreParts, WriteParts
 from muflow_cli.pipelines.ray.storage import filesystem, is_uri, list_files
@@ -135,7 +135,11 @@ def ray_scan(
         logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.ERROR)
         for row in build_dataset(todo, out, model_path, backbone_weights, model.card, config, settings, chosen, device, engine).iter_rows():
             add_counts(counts, json.loads(row["counts"]))
-    written = {e.base_name for e in fs.get_file_info(pafs.FileSelector(root)) if e.base_name.startswith(PART_PREFIX)}
+    entries = fs.get_file_info(pafs.FileSelector(root))
+    for e in entries:  # a writer killed between its write and its rename leaves its temporary file behind
+        if is_cut_short(e.base_name):
+            fs.delete_file(e.path)
+    written = {e.base_name for e in entries if e.base_name.startswith(PART_PREFIX)}
     missing = {p.name for p in parts} - written
     if missing:
         raise RayScanError(f"{len(missing)} parts were not written (first: {sorted(missing)[0]}); run again with --resume")

@@ -83,6 +83,11 @@ def encode_part(df: pd.DataFrame, schema: pa.Schema, index: int, settings: str, 
     return sink.getvalue().to_pybytes()
 
 
+def is_cut_short(base: str) -> bool:
+    """A temporary file of a write that was cut short (a writer killed before its rename)."""
+    return base.startswith(".") and base.endswith(".tmp")
+
+
 def part_metadata(fs: pafs.FileSystem, path: str) -> dict | None:
     """The muflow metadata of a written part; None when the file is not one (or is unreadable)."""
     try:
@@ -116,7 +121,7 @@ def inspect_output(out: str, parts: list[Part], settings: str, resume: bool) -> 
     by_name = {p.name: p for p in parts}
     for entry in fs.get_file_info(pafs.FileSelector(root)):
         base = entry.base_name
-        if base.startswith(".") and base.endswith(".tmp"):  # a write cut short
+        if is_cut_short(base):
             state.stale.append(entry.path)
             continue
         if base.startswith((".", "_")):  # hidden: pyarrow and pandas do not read these
