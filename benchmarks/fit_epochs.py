@@ -68,7 +68,7 @@ def main() -> int:
         config.batch_size = args.batch_size
     if args.lr:
         config.lr = args.lr
-    crops, face_files, files, _ = collect_faces([args.folder], config, progress=False)
+    crops, face_files, files, _, _ = collect_faces([args.folder], config, progress=False)
     rng = np.random.default_rng(1234)  # the evaluation split never changes with --seed
     groups = face_groups(crops, face_files, config.group_by)[0]
     held = whole_groups(groups, 0.25, rng)

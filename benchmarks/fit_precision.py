@@ -35,9 +35,9 @@ def main() -> int:
     ap.add_argument("--fakes", type=int, default=100)
     args = ap.parse_args()
     config = FitConfig(group_by="folder", epochs=args.epochs)
-    crops, face_files, files, _ = collect_faces([args.data / "fit"], config, progress=False)
+    crops, face_files, files, _, _ = collect_faces([args.data / "fit"], config, progress=False)
     fake_files = sorted((args.data / "dcgan").glob("*.png"))[: args.fakes]
-    fakes, _, _, _ = collect_faces(fake_files, config, progress=False)
+    fakes, _, _, _, _ = collect_faces(fake_files, config, progress=False)
     groups = face_groups(crops, face_files, config.group_by)[0]
     held = whole_groups(groups, 0.25, np.random.default_rng(1234))
     pool = np.flatnonzero(~held)

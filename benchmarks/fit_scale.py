@@ -31,7 +31,7 @@ def real_crops() -> np.ndarray:
         return np.load(CROPS, allow_pickle=False)
     from muflow_cli.pipelines.fit import FitConfig, collect_faces
 
-    crops, _, _, _ = collect_faces([Path("data/fit")], FitConfig(), progress=False)
+    crops, _, _, _, _ = collect_faces([Path("data/fit")], FitConfig(), progress=False)
     CROPS.parent.mkdir(parents=True, exist_ok=True)
     np.save(CROPS, crops, allow_pickle=False)
     return crops
@@ -107,7 +107,7 @@ def collect_speed(folder: Path) -> None:
     n_seq = sum(len(r.faces or []) for r in (faces_in_file(p, fd, FaceFinding()) for p in files))
     t_seq = time.perf_counter() - t0
     t0 = time.perf_counter()
-    crops, _, _, _ = collect_faces([folder], FitConfig(min_face_px=0), progress=False)
+    crops, _, _, _, _ = collect_faces([folder], FitConfig(min_face_px=0), progress=False)
     t_pool = time.perf_counter() - t0
     print(f"| {len(files)} files, {n_seq} / {len(crops)} faces | one detector, all cores {t_seq:.1f} s | worker pool {t_pool:.1f} s | {t_seq / t_pool:.2f}x |")
 

@@ -11,9 +11,11 @@ native resolution and resized to 256 px, and the 1.3 crop again on a grey and a 
 side. Each variant is one image in one scan (the model loaded once); its face is the one whose box centre
 lies nearest the expected one (IoU >= 0.3, else "lost").
 
-Per variant: faces found, mean and largest |score change| against the in-photo score, the mean as a share
-of the between-face spread (standard deviation of the in-photo scores), and the share of verdicts (at
-``--fpr``, the model's tail) that change. Nothing is fitted; the model is the bundled one unless ``--model``.
+Per variant: faces found, mean and largest |score change| against the in-photo score, the share of verdicts
+(at ``--fpr``, the model's tail) that change (a face left unscored counts as changed), faces not scored (a
+masked model: too little of the crop inside the image), the median share of the crop inside the image, and
+the mean change as a share of the between-face spread (standard deviation of the in-photo scores, and a
+robust one). Nothing is fitted; the model is the bundled one unless ``--model``.
 """
 
 from __future__ import annotations
@@ -133,8 +135,10 @@ def run(photos: list[Path], model: DeepfakeModel, fpr: float) -> tuple[pd.DataFr
             h, w = ref["image_height"], ref["image_width"]
             records.append({"face": j, "variant": name, "found": hit is not None,
                             "face_share": float(side / max(h, w)),
-                            "delta": float(hit["score"] - ref["score"]) if hit is not None else np.nan,
-                            "flip": bool(hit["verdict"] != ref["verdict"]) if hit is not None else False})
+                            "inside": float(hit["inside"]) if hit is not None else np.nan,
+                            "unscored": bool(hit is not None and pd.isna(hit["score"])),
+                            "delta": float(hit["score"] - ref["score"]) if hit is not None and not pd.isna(hit["score"]) else np.nan,
+                            "flip": (bool(pd.isna(hit["verdict"]) or hit["verdict"] != ref["verdict"])) if hit is not None else False})
     df = pd.DataFrame(records)
     spread = float(base["score"].std(ddof=1)) if len(base) > 1 else float("nan")
     sc = base["score"].to_numpy(float)
@@ -150,8 +154,10 @@ def summarise(df: pd.DataFrame, spread: float, robust: float) -> pd.DataFrame:
         "faces found": df.groupby("variant", sort=False)["found"].sum().astype(int),
         "of": df.groupby("variant", sort=False)["found"].size(),
         "mean |Δ|": g["delta"].apply(lambda d: d.abs().mean()),
-        "max |Δ|": g["delta"].apply(lambda d: d.abs().max()),
+        "max |Δ|": g["delta"].apply(lambda d: d.abs().max()),  # faces scored in both
         "verdicts changed": g["flip"].mean(),
+        "not scored": g["unscored"].sum().astype(int),
+        "median inside": g["inside"].median(),
     })
     out["mean |Δ| / spread"] = out["mean |Δ|"] / spread
     out["mean |Δ| / robust spread"] = out["mean |Δ|"] / robust
@@ -164,7 +170,8 @@ def markdown(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in table.iterrows():
         cells = [str(name), str(int(row["faces found"])), str(int(row["of"])), f"{row['mean |Δ|']:.3f}", f"{row['max |Δ|']:.3f}",
-                 f"{row['verdicts changed']:.1%}", f"{row['mean |Δ| / spread']:.2f}", f"{row['mean |Δ| / robust spread']:.2f}"]
+                 f"{row['verdicts changed']:.1%}", str(int(row["not scored"])), f"{row['median inside']:.2f}",
+                 f"{row['mean |Δ| / spread']:.2f}", f"{row['mean |Δ| / robust spread']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

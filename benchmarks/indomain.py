@@ -12,7 +12,8 @@ a classical landmark-aligned, colour-matched, Poisson-blended face swap between 
 photos named IMG_0001.jpg… (fit) and more such photos (held out).
 
 Per fit setting (``auto``: what `muflow fit FOLDER` does with no option; ``file``: every file its own group,
-frames straddling the split; ``+augment``: one degraded copy of each fit face, nn/augment.py):
+frames straddling the split; ``+augment``: one degraded copy of each fit face, nn/augment.py; ``+unmasked``:
+the model of before issue #23, whole crops scored and no framed copies, for comparison):
 
 - the fit's split (kind, groups, faces), and the grouping's pairwise precision and recall against the
   true video of each frame, and on the camera roll against "each photo its own source";
@@ -82,15 +83,22 @@ class Faces:
         if key not in self.memo:
             files = list(iter_image_files([folder]))
             transform = None if perturb == "none" else parse(perturb)
-            crops, names = [], []
+            crops, names, valid = [], [], []
             with FaceStage(self.finding, self.make, self.size, self.context, transform) as stage:
                 for res in stage.map(files):
                     if res.status == "ok":
-                        crops += [f.crop for f in res.faces if f.size_px >= 24]
-                        names += [Path(res.path).name] * sum(f.size_px >= 24 for f in res.faces)
+                        kept = [f for f in res.faces if f.size_px >= 24]
+                        crops += [f.crop for f in kept]
+                        valid += [f.valid for f in kept]
+                        names += [Path(res.path).name] * len(kept)
             empty = np.zeros((0, self.size, self.size, 3), np.uint8)
-            self.memo[key] = (np.stack(crops) if crops else empty, names)
-        return self.memo[key]
+            self.memo[key] = (np.stack(crops) if crops else empty, names, np.stack(valid) if valid else np.zeros(empty.shape[:3], bool))
+        return self.memo[key][:2]
+
+    def scores(self, model: DeepfakeModel, folder: Path, perturb: str = "none") -> np.ndarray:
+        """The model's scores of the faces of ``folder`` (a masked model: of what lies inside each photo)."""
+        crops, _ = self(folder, perturb)
+        return model.score(crops, valid=self.memo[(str(folder), perturb)][2])["score"]
 
 
 def auc(real: np.ndarray, fake: np.ndarray) -> float:
@@ -110,7 +118,7 @@ def pairwise(groups: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def grouping_quality(folder: Path, config: FitConfig, truth_of) -> dict[str, float]:
-    crops, files, _, _ = collect_faces([folder], config, progress=False)
+    crops, files, _, _, _ = collect_faces([folder], config, progress=False)
     groups = face_groups(files, "auto", fingerprint(crops))[0]
     truth = np.asarray([truth_of(Path(f).name) for f in files])
     return pairwise(groups, truth)
@@ -120,21 +128,23 @@ class Corrected:
     """score - b (c - c̄), b and c̄ fitted on the fit faces, calibrated on the fit's own held-out faces."""
 
     def __init__(self, model: DeepfakeModel, folder: Path, config: FitConfig) -> None:
-        crops, files, _, _ = collect_faces([folder], config, progress=False)
+        crops, files, _, _, valid = collect_faces([folder], config, progress=False)
+        self.valid = valid
         groups, order, _ = face_groups(files, config.group_by, fingerprint(crops) if config.group_by == "auto" else None)
         split = calibration_split(groups, order, config.calibration_fraction, np.random.default_rng(config.seed))
-        cal = model.score(crops[split.calibration])["score"]
+        cal = model.score(crops[split.calibration], valid=valid[split.calibration])["score"]
         self.calibration_check = float(np.max(np.abs(np.sort(cal) - model.calibration.scores))) if len(cal) == len(
             model.calibration) else float("inf")
         fit_idx = np.flatnonzero(split.fit)
         pick = np.random.default_rng(1).choice(fit_idx, size=min(300, len(fit_idx)), replace=False)
-        s_fit, c_fit = model.score(crops[pick])["score"], complexity(crops[pick])
+        s_fit, c_fit = model.score(crops[pick], valid=valid[pick])["score"], complexity(crops[pick])
         self.slope, self.centre = np.polyfit(c_fit, s_fit, 1)[0], float(c_fit.mean())
         self.r = float(np.corrcoef(c_fit, s_fit)[0, 1])
         self.calibration = Calibration(cal - self.slope * (complexity(crops[split.calibration]) - self.centre), "upper")
 
-    def scores(self, model: DeepfakeModel, crops: np.ndarray) -> np.ndarray:
-        return model.score(crops)["score"] - self.slope * (complexity(crops) - self.centre)
+    def scores(self, model: DeepfakeModel, faces: Faces, folder: Path, perturb: str) -> np.ndarray:
+        crops, _ = faces(folder, perturb)
+        return faces.scores(model, folder, perturb) - self.slope * (complexity(crops) - self.centre)
 
 
 def flagged(cal: Calibration, scores: np.ndarray, tail: str) -> float:
@@ -147,30 +157,27 @@ def evaluate_model(name: str, model: DeepfakeModel, data: Path, faces: Faces, co
     kinds = [k.name for k in sorted((v / "fakes").iterdir()) if k.is_dir()]
     low, _ = model.calibration.cutoffs(FPR, "two")
     for p in PERTURB:
-        later, _ = faces(v / "later", p)
-        s_later = model.score(later)["score"]
-        row = {"later_faces": len(later)}
+        s_later = faces.scores(model, v / "later", p)
+        row = {"later_faces": len(s_later)}
         for tail in ("two", "upper"):
             row[f"fpr_later_{tail}"] = flagged(model.calibration, s_later, tail)
         row["below_low_cutoff_later"] = float((s_later < low).mean()) if low is not None else 0.0
         for k in kinds:
-            fake, _ = faces(v / "fakes" / k, p)
-            row[f"auc_{k}"] = auc(s_later, model.score(fake)["score"])
+            row[f"auc_{k}"] = auc(s_later, faces.scores(model, v / "fakes" / k, p))
             if corrected is not None:
-                row[f"auc_{k}_corrected"] = auc(corrected.scores(model, later), corrected.scores(model, fake))
+                row[f"auc_{k}_corrected"] = auc(corrected.scores(model, faces, v / "later", p),
+                                                corrected.scores(model, faces, v / "fakes" / k, p))
         if corrected is not None:
-            row["fpr_later_corrected"] = flagged(corrected.calibration, corrected.scores(model, later), "upper")
+            row["fpr_later_corrected"] = flagged(corrected.calibration, corrected.scores(model, faces, v / "later", p), "upper")
         if p == "none" and (v / "heldout").is_dir():
-            held, _ = faces(v / "heldout", p)
-            s_held = model.score(held)["score"]
+            s_held = faces.scores(model, v / "heldout", p)
             for tail in ("two", "upper"):
                 row[f"fpr_heldout_{tail}"] = flagged(model.calibration, s_held, tail)
             if corrected is not None:
-                row["fpr_heldout_corrected"] = flagged(corrected.calibration, corrected.scores(model, held), "upper")
+                row["fpr_heldout_corrected"] = flagged(corrected.calibration, corrected.scores(model, faces, v / "heldout", p), "upper")
             for k in ("gan", "bicubic"):
                 if (v / "fakes_heldout" / k).is_dir():
-                    fake, _ = faces(v / "fakes_heldout" / k, p)
-                    row[f"auc_heldout_{k}"] = auc(s_held, model.score(fake)["score"])
+                    row[f"auc_heldout_{k}"] = auc(s_held, faces.scores(model, v / "fakes_heldout" / k, p))
         res[p] = row
     return res
 
@@ -185,8 +192,7 @@ def dev_sides(model: DeepfakeModel, data: Path, faces: Faces) -> dict:
     low, high = model.calibration.cutoffs(FPR, "two")
     cal = model.calibration.scores
     for kind in sorted(k for k in dev.iterdir() if k.is_dir()):
-        crops, _ = faces(kind)
-        s = model.score(crops)["score"]
+        s = faces.scores(model, kind)
         out[kind.name] = {"faces": len(s), "above_median": float((s > np.median(cal)).mean()),
                           "below_low_cutoff": float((s < low).mean()) if low is not None else 0.0,
                           "above_high_cutoff": float((s > high).mean()) if high is not None else 0.0,
@@ -212,8 +218,10 @@ def main() -> int:
                            "camera_roll": grouping_quality(args.data / "photos" / "fit", FitConfig(), lambda n: n)}
     print("grouping (pairwise precision / recall):", json.dumps(results["grouping"]), flush=True)
     for setting in args.settings:
-        group_by, _, extra = setting.partition("+")
-        config = FitConfig(group_by=group_by, augment=1 if extra == "augment" else 0, epochs=args.epochs)
+        group_by, *extras = setting.split("+")
+        unmasked = "unmasked" in extras  # the model of before issue #23: the whole crop scored, no framed copies
+        config = FitConfig(group_by=group_by, augment=1 if "augment" in extras else 0, epochs=args.epochs,
+                           masked=not unmasked, framings=0 if unmasked else FitConfig.framings)
         path = models / f"{setting}.muflow"
         t = time.perf_counter()
         if args.reuse and path.is_file():
@@ -239,8 +247,7 @@ def main() -> int:
     else:
         cmodel, _ = fit([args.data / "photos" / "fit"], FitConfig(epochs=args.epochs), progress=False)
         cmodel.save(cam)
-    held, _ = faces(args.data / "photos" / "heldout")
-    s = cmodel.score(held)["score"]
+    s = faces.scores(cmodel, args.data / "photos" / "heldout")
     tr = cmodel.card.training
     results["camera_roll"] = {"split": tr.split, "groups": tr.groups, "faces": tr.faces, "calibration_faces": tr.calibration_faces,
                               "tail": cmodel.calibration.tail, "tail_probe_auc": cmodel.card.calibration.tail_probe_auc,

@@ -12,7 +12,7 @@ PACKAGE = Path(muflow_cli.__file__).parent
 
 # Lowest first. A module may import modules of its own layer or of a lower one, never of a higher one.
 # "core" is the package's top-level modules (version, errors, choices, progress, weights): anyone may use them.
-LAYERS = ("core", "inputs", "faces", "stats", "nn", "model", "pipelines", "outputs", "cli")
+LAYERS = ("core", "inputs", "faces", "stats", "nn", "model", "pipelines", "outputs", "service", "cli")
 # Where torch (or timm, normflows) may be imported at module level: training and the torch engine.
 TORCH_AT_IMPORT = ("nn/", "model/engines/torch_engine.py", "pipelines/fit")
 

@@ -27,5 +27,6 @@ def test_degradations_change_pixels_but_keep_the_face(astronaut):
 
 def test_a_fit_with_augmented_copies_trains_on_them(real_folder):
     model, report = fit([real_folder], fast_fit_config(augment=1), progress=False)
-    assert report.training_faces == 2 * report.fit_faces and model.card.training.augment == 1
+    # the originals, one degraded copy each, and (a masked fit) one framed copy each
+    assert report.training_faces == 3 * report.fit_faces and model.card.training.augment == 1 and model.card.training.framings == 1
     assert np.isfinite(report.losses).all()

@@ -43,7 +43,7 @@ def test_newer_format_is_refused_with_versions(tmp_path, default_detector):
     card = json.loads((path / "card.json").read_text())
     card["format"] = 99
     (path / "card.json").write_text(json.dumps(card))
-    with pytest.raises(ModelError, match="format 99.*format 2"):
+    with pytest.raises(ModelError, match="format 99.*format 3"):
         DeepfakeModel.load(path)
 
 
@@ -80,9 +80,9 @@ def test_the_bundled_model_holds_200_calibration_faces_whose_p_values_rank(t1_pa
     from muflow_cli.pipelines.scan import ScanConfig, scan
 
     card, tensors, _ = read_bundle(default_model_path())
-    assert card.format == 2 and card.calibration.faces == len(tensors["calibration"]) >= 200
+    assert card.format == 3 and card.crop.masked and card.calibration.faces == len(tensors["calibration"]) >= 200
     assert card.calibration.source == "calibrate" and card.calibration.group_by == "folder"  # whole folders held out
-    assert card.training.group_by == "folder" and card.training.augment == 1
+    assert card.training.group_by == "folder" and card.training.augment == 1 and card.training.framings == 1
     model = DeepfakeModel.load()
     assert model.calibration.min_p() <= 0.01
     assert not model.calibration.domain_check(model.calibration.p_values(model.calibration.scores), 0.05).mismatch

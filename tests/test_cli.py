@@ -16,7 +16,7 @@ runner = CliRunner()
 
 def test_fit_writes_a_complete_bundle(small_model):
     card = json.loads((small_model / "card.json").read_text())
-    assert card["format"] == 2 and card["crop"]["size"] == 128 and card["face_detector"]["kind"] == "scrfd"
+    assert card["format"] == 3 and card["crop"]["size"] == 128 and card["crop"]["masked"] and card["face_detector"]["kind"] == "scrfd"
     t = card["training"]
     assert t["faces"] == 36 and t["fit_faces"] + t["calibration_faces"] == 36
     assert t["averages"] == 16 and t["epochs"] == 2 and t["seed"] == 0

@@ -28,7 +28,7 @@ def test_round_trip_keeps_scores(tmp_path, default_detector, astronaut, face_det
     again = DeepfakeModel.load(path)
     np.testing.assert_allclose(again.score(crop)["score"], default_detector.score(crop)["score"], rtol=1e-6)
     np.testing.assert_array_equal(again.calibration.scores, default_detector.calibration.scores)
-    assert again.card == replace(default_detector.card, format=2) and again.tensors_sha256 == default_detector.tensors_sha256  # save records it
+    assert again.card == replace(default_detector.card, format=3) and again.tensors_sha256 == default_detector.tensors_sha256  # save records it
 
 
 def test_wrong_crop_shape_is_rejected(default_detector):

@@ -13,7 +13,7 @@ from muflow_cli.model.engines.base import EngineError
 from muflow_cli.model.engines.choose import build_engine
 from muflow_cli.model.engines.graph_cache import GraphCache
 from muflow_cli.model.engines.onnx_engine import OPSET, OnnxEngine
-from muflow_cli.model.engines.probe import TOLERANCE, max_relative_gap
+from muflow_cli.model.engines.probe import PROBE_KIND, TOLERANCE, max_relative_gap
 from muflow_cli.model.engines.torch_engine import TorchEngine
 from muflow_cli.nn.flow import ChannelShuffle
 from muflow_cli.nn.target import GaussianTarget
@@ -106,10 +106,10 @@ def test_target_inverse_factor_follows_loaded_state():
 def test_spinning_changes_speed_not_scores(engines, real_crops):
     onnx_det, _ = engines
     engine = onnx_det.engine
-    spinning = engine(torch.from_numpy(real_crops), False)[0]
+    spinning = engine(torch.from_numpy(real_crops), None, False)[0]
     engine.set_spinning(False)
     try:
-        np.testing.assert_array_equal(engine(torch.from_numpy(real_crops), False)[0], spinning)
+        np.testing.assert_array_equal(engine(torch.from_numpy(real_crops), None, False)[0], spinning)
     finally:
         engine.set_spinning(True)
 
@@ -169,7 +169,7 @@ def test_graph_cache_second_build_loads_and_scores_like_the_in_memory_export(def
     assert second.source == "cache" and second.graph == first.graph
     crops = torch.from_numpy(real_crops)
     in_memory = OnnxEngine(exported_graph)
-    got, want = second(crops, True), in_memory(crops, True)
+    got, want = second(crops, None, True), in_memory(crops, None, True)
     np.testing.assert_array_equal(got[0], want[0])
     for a, b in zip(got[1], want[1]):
         np.testing.assert_array_equal(a, b)
@@ -270,7 +270,7 @@ def test_a_cached_graph_loads_without_building_torch_parts_and_scores_alike(real
     assert cold.engine.source == "export"
     _, _, _, sidecar = _entry(cold)
     probe = json.loads(sidecar.read_text())["probe"]
-    assert probe["kind"] == "sinusoid-rgb-noise/seed0/n3" and len(probe["layers"]) == 3
+    assert probe["kind"] == PROBE_KIND and len(probe["layers"]) == 3
     warm = DeepfakeModel.load()
     assert not warm._parts.built and warm.backbone_sha256 == cold.backbone_sha256
     assert warm.engine.source == "cache" and not warm._parts.built  # checked against the stored probe scores

@@ -48,7 +48,7 @@ def test_aligned_crop_puts_landmarks_on_the_template(face_detector, astronaut, z
     """
     img = cv2.resize(astronaut, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC) if zoom != 1 else astronaut
     face = face_detector.detect(img)[0]
-    crop, scale = align(img, face.landmarks, size=256, context=1.5)
+    crop, scale, _ = align(img, face.landmarks, size=256, context=1.5)
     assert crop.shape == (256, 256, 3) and crop.dtype == np.uint8
     if zoom > 1:
         assert scale < 0.75
@@ -163,7 +163,7 @@ def test_aligned_face_reproduces_a_muflow_crop(face_detector, astronaut):
     face = face_detector.faces(astronaut)[0]
     again = aligned_face(face.crop, "muflow", 256, 1.5)
     np.testing.assert_array_equal(again.crop, face.crop)  # same size and context: the identity
-    big, _ = align(astronaut, face.landmarks, 512, 1.5)
+    big, _, _ = align(astronaut, face.landmarks, 512, 1.5)
     again = aligned_face(big, "muflow", 256, 1.5)
     assert np.abs(again.crop.astype(float) - face.crop).mean() < 3  # a 2x area reduction, nothing else
     assert again.box.tolist() == [0, 0, 512, 512] and np.isnan(again.det_score) and again.scale == 0.5

@@ -94,7 +94,7 @@ def test_fit_probes_the_tail_on_its_own_held_out_faces_and_stores_it(real_folder
     from muflow_cli.stats.calibration import UPPER_WHEN
 
     config = fast_fit_config(calibration_fraction=0.5)
-    crops, files, _, _ = collect_faces([real_folder], config, progress=False)
+    crops, files, _, _, _ = collect_faces([real_folder], config, progress=False)
     crops = np.concatenate([crops, crops[:, :, ::-1]])  # and their mirror images: >= 20 faces to calibrate on
     groups = np.arange(len(crops))
     model, report = fit_crops(crops, groups, config, progress=False)

@@ -123,7 +123,7 @@ def test_near_copies_are_joined_and_different_people_are_not(t1_rgb, astronaut, 
 
 def test_a_camera_roll_is_one_group_per_person_not_one_burst(camera_roll):
     root, who = camera_roll
-    crops, files, _, _ = collect_faces([root], fast_fit_config(crop_size=256), progress=False)
+    crops, files, _, _, _ = collect_faces([root], fast_fit_config(crop_size=256), progress=False)
     assert len(files) == 24 and len(crops) == 24
     groups, order, links = face_groups(files, "auto", fingerprint(crops))
     persons = np.asarray([who[Path(f).name] for f in files])
@@ -157,7 +157,7 @@ def test_frames_of_a_few_clips_are_fitted_on_every_clip_and_calibrated_on_their_
     assert report.split["kind"] == "tails" and report.split["groups"] == report.split["calibration_groups"] == 2
     assert report.fit_faces + report.calibration_faces + report.split["gap_faces"] == report.faces >= 60
     assert model.card.training.split == "tails" and any("2 groups" in w for w in report.warnings)
-    crops, files, _, _ = collect_faces([clips_folder], fast_fit_config(), progress=False)
+    crops, files, _, _, _ = collect_faces([clips_folder], fast_fit_config(), progress=False)
     groups, order, _ = face_groups(files, "auto", fingerprint(crops))
     split = calibration_split(groups, order, 0.2, np.random.default_rng(0))
     frame = np.asarray([int(Path(f).stem.split("__")[1]) for f in files])

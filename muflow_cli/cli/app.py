@@ -16,6 +16,7 @@ from muflow_cli.cli.evaluate import evaluate
 from muflow_cli.cli.fit import fit
 from muflow_cli.cli.info import info, weights_list, weights_verify
 from muflow_cli.cli.scan import scan
+from muflow_cli.cli.serve import serve
 from muflow_cli.cli.video import video
 from muflow_cli.progress import stdout as out
 from muflow_cli.version import __version__
@@ -38,7 +39,7 @@ def main(
     """Find deepfake faces with µFlow (one-class, fitted on real faces)."""
 
 
-for name, fn in (("scan", scan), ("fit", fit), ("video", video), ("eval", evaluate), ("calibrate", calibrate), ("info", info)):
+for name, fn in (("scan", scan), ("fit", fit), ("video", video), ("eval", evaluate), ("calibrate", calibrate), ("info", info), ("serve", serve)):
     app.command(name)(command(fn))
 weights_app.command("list")(command(weights_list))
 weights_app.command("verify")(weights_verify)

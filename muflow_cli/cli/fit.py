@@ -12,6 +12,7 @@ import typer
 from muflow_cli.cli import options as opt
 from muflow_cli.cli.common import check_paths, fail, key_values, read_files_from, warn
 from muflow_cli.faces.options import FaceFinding
+from muflow_cli.pipelines.fit_config import FitConfig
 from muflow_cli.progress import stderr as err
 
 
@@ -29,6 +30,7 @@ def fit(
     backbone: str = typer.Option("mobilenetv2_100", "--backbone", help="timm backbone name."),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights (.safetensors)."),
     download_backbone: bool = typer.Option(False, "--download-backbone", help="Let timm download pretrained weights (needs network)."),
+    framings: int = typer.Option(FitConfig.framings, "--framings", min=0, max=8, help="Copies of each fit face cut as headshots are, so the masked flows learn the photo's edge (docs/method.md, Framing)."),
     augment: int = typer.Option(0, "--augment", min=0, max=8, help="Degraded copies (JPEG, resampling, blur, noise, colour) of each fit face in flow training; 1 makes verdicts hold on re-saved photos (docs/method.md)."),
     steps: int = typer.Option(8, "--flow-steps", min=1, help="Coupling steps per flow."),
     batch_size: int = typer.Option(16, "--batch-size", min=2),
@@ -47,14 +49,13 @@ def fit(
     """Fit a detector on a folder of real faces."""
     from muflow_cli.model.bundle import check_output
     from muflow_cli.nn.config import FlowConfig
-    from muflow_cli.pipelines.fit import FitConfig
     from muflow_cli.pipelines.fit import fit as run_fit
 
     config = FitConfig(
         crop_size=crop_size, faces=faces, backbone=backbone, backbone_weights=backbone_weights, download_backbone=download_backbone,
         flow=FlowConfig(steps=steps), k=k, averages=averages, calibration_fraction=calibration_fraction, group_by=group_by,
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, tail=tail, device=device, cache=cache, cache_dir=cache_dir,
-        augment=augment, precision=precision,
+        augment=augment, framings=framings, precision=precision,
     )
     config.check()
     if not paths and files_from is None:

@@ -46,9 +46,48 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.asarray(tf.params[:2], dtype=np.float64)
 
 
-def align(image: np.ndarray, landmarks: np.ndarray, size: int = 256, context: float = 1.5) -> tuple[np.ndarray, float]:
-    """Warp ``image`` so ``landmarks`` land on :func:`template`; returns (crop, scale)."""
+FLAT_TOL = 8  # a row or column whose values span at most this (0-255, every channel) is flat: padding, not photo
+
+
+def content_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the image less flat rows and columns at its edges (a letterbox, a border someone
+    added, the padding of a dataset crop). What lies outside is no more the photo than what alignment fills
+    in past its edge, so both are left out of a masked score alike (a headshot and the same headshot on a
+    grey border then score the same). A flat edge of the photo itself (an overexposed sky) is left out
+    too: it carries nothing of the face."""
+    h, w = image.shape[:2]
+    img = image if image.ndim == 3 else image[..., None]
+
+    def flat(line: np.ndarray) -> bool:
+        return int(line.max()) - int(line.min()) <= FLAT_TOL
+
+    def run(lines) -> int:
+        """How many lines from the start are flat (walked inward: a photo without padding costs one line)."""
+        n = 0
+        for line in lines:
+            if not flat(line):
+                return n
+            n += 1
+        return 0  # every line flat: nothing to tell padding from picture
+
+    y0 = run(img[i] for i in range(h))
+    y1 = h - run(img[i] for i in range(h - 1, -1, -1))
+    x0 = run(img[y0:y1, j] for j in range(w))
+    x1 = w - run(img[y0:y1, j] for j in range(w - 1, -1, -1))
+    return x0, y0, x1, y1
+
+
+def align(image: np.ndarray, landmarks: np.ndarray, size: int = 256, context: float = 1.5,
+          bounds: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, float, np.ndarray]:
+    """Warp ``image`` so ``landmarks`` land on :func:`template`; returns (crop, scale, valid).
+
+    ``valid`` (S, S) bool: the crop pixels that come from the image (within ``bounds``, x0, y0, x1, y1,
+    when given: :func:`content_box`). Where the crop reaches past the image's edge (a headshot, a profile
+    picture) the pixels are filled by reflection, so the backbone sees no hard edge, but they are not the
+    photo: a masked model (nn/masking.py) does not score them."""
     M = similarity(np.asarray(landmarks, np.float64), template(size, context))
+    h_full, w_full = image.shape[:2]
+    full_inverse = cv2.invertAffineTransform(M)  # crop -> original pixels, before any shrinking below
     scale = float(np.hypot(M[0, 0], M[1, 0]))
     if scale < 0.75:
         # Shrink the region around the face with area averaging first, so the bicubic warp
@@ -69,7 +108,16 @@ def align(image: np.ndarray, landmarks: np.ndarray, size: int = 256, context: fl
             M = M @ np.linalg.inv(pre)
             image = region
     crop = cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
-    return crop, scale
+    return crop, scale, inside_mask(bounds or (0, 0, w_full, h_full), full_inverse, size)
+
+
+def inside_mask(bounds: tuple[int, int, int, int], inv: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) bool: crop pixels whose source point (``inv``: crop -> original pixels) lies in ``bounds``."""
+    x0, y0, x1, y1 = bounds
+    grid = np.arange(size, dtype=np.float64)
+    x = inv[0, 0] * grid[None, :] + inv[0, 1] * grid[:, None] + inv[0, 2]
+    y = inv[1, 0] * grid[None, :] + inv[1, 1] * grid[:, None] + inv[1, 2]
+    return (x >= x0 - 0.5) & (x <= x1 - 0.5) & (y >= y0 - 0.5) & (y <= y1 - 0.5)
 
 
 def _ffhq_unit_landmarks() -> np.ndarray:
@@ -117,5 +165,5 @@ def aligned_face(image: np.ndarray, convention: str = "muflow", size: int = 256,
     """
     h, w = image.shape[:2]
     landmarks = aligned_landmarks(w, h, convention)
-    crop, scale = align(image, landmarks, size, context)
-    return Face(np.array([0.0, 0.0, w, h]), float("nan"), landmarks, crop, scale)
+    crop, scale, valid = align(image, landmarks, size, context)
+    return Face(np.array([0.0, 0.0, w, h]), float("nan"), landmarks, crop, scale, valid)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from muflow_cli.choices import FACE_DETECTORS as DETECTORS
-from muflow_cli.faces.align import align
+from muflow_cli.faces.align import align, content_box
 from muflow_cli.faces.boxes import iou_matrix
 from muflow_cli.faces.face import Face
 from muflow_cli.faces.networks import NETWORKS, to_faces
@@ -32,6 +32,7 @@ ZOOM_OUT_MIN_FRACTION = 0.25
 TILE_PX = 1024  # tile side for the high-resolution pass (bounds memory per worker)
 TILE_OVERLAP_PX = 128  # any face up to this size lies whole in some tile
 NMS_IOU = 0.4
+MIN_PICTURE = 32  # px: a picture within flat padding smaller than this is taken as the whole image (nothing trimmed)
 
 
 def _round32(n: float) -> int:
@@ -178,8 +179,14 @@ class FaceDetector:
         return to_faces(self._net.run(canvas), sx, sy, left, top)
 
     def faces(self, image: np.ndarray, size: int = 256, context: float = 1.5, max_faces: int = 0) -> list[Face]:
-        """Detect and align: every face with its crop filled in (warped from the original image, never a canvas)."""
+        """Detect and align: every face with its crop filled in (warped from the original image, never a canvas).
+
+        Flat padding at the image's edges (a letterbox, an added border: align.content_box) is not the photo:
+        crops are warped from the picture within it, so a padded copy of a headshot gives the headshot's crop."""
         faces = self.detect(image, max_faces=max_faces)
+        x0, y0, x1, y1 = content_box(image) if faces else (0, 0, image.shape[1], image.shape[0])
+        picture = image[y0:y1, x0:x1] if (x1 - x0 >= MIN_PICTURE and y1 - y0 >= MIN_PICTURE) else image
+        shift = np.array([x0, y0], np.float64) if picture is not image else np.zeros(2)
         for f in faces:
-            f.crop, f.scale = align(image, f.landmarks, size, context)
+            f.crop, f.scale, f.valid = align(picture, f.landmarks - shift, size, context)
         return faces

@@ -19,6 +19,12 @@ class Face:
     landmarks: np.ndarray  # (5, 2)
     crop: np.ndarray | None = None  # (S, S, 3) uint8 RGB
     scale: float = 1.0  # crop pixels per original pixel (>1: the face was upsampled)
+    valid: np.ndarray | None = None  # (S, S) bool: crop pixels that come from the image (faces/align.py)
+
+    @property
+    def inside(self) -> float:
+        """Share of the aligned crop that comes from the image (1.0 when it lies wholly inside)."""
+        return float(self.valid.mean()) if self.valid is not None else 1.0
 
     @property
     def size_px(self) -> float:
@@ -38,3 +44,11 @@ class FileFaces:
     image_size: tuple[int, int] | None = None  # (width, height)
     image: np.ndarray | None = None  # the decoded RGB pixels, when asked for
     provenance: Provenance | None = None  # what the file says about itself (None: not read)
+
+
+def valid_masks(faces: list[Face]) -> np.ndarray | None:
+    """(B, S, S) bool: the crop pixels of each face that come from its image, for ``DeepfakeModel.score``;
+    None when every crop lies wholly inside its image (nothing to mask)."""
+    if all(f.valid is None or f.valid.all() for f in faces):
+        return None
+    return np.stack([f.valid if f.valid is not None else np.ones(f.crop.shape[:2], bool) for f in faces])

@@ -69,6 +69,8 @@ class Tracker:
 
 
 def merge_p_values(p: np.ndarray) -> float:
-    """A track's p-value from its frames' p-values: min(1, 2 · median), valid under any dependence."""
+    """A track's p-value from its frames' p-values: min(1, 2 · median), valid under any dependence. Frames
+    not scored (NaN: too little of the face inside the frame) are left out; none scored: NaN."""
     p = np.asarray(p, float)
+    p = p[~np.isnan(p)]
     return float(min(1.0, 2.0 * np.median(p))) if len(p) else float("nan")

@@ -23,7 +23,7 @@ from muflow_cli.stats.conformal import min_attainable_p
 if TYPE_CHECKING:
     from muflow_cli.faces.detect import FaceDetector
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: crop.masked (an older muflow would score a masked model without its mask)
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,9 @@ class LayerSpec:
 class CropSpec:
     size: int
     context: float
+    # Scores only the feature positions inside the photo (nn/masking.py); False: a bundle from before
+    # masking (format <= 2), scored as it was fitted, over the whole crop.
+    masked: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class TrainingInfo:
     min_face_px: float = 0.0
     group_by: str = "file"
     augment: int = 0  # degraded copies of each fit face in flow training
+    framings: int = 0  # framed copies of each fit face in flow training (a masked fit: nn/framing.py)
     data: str = ""  # a free-text description of the fit data (set by scripts/make_default_model.py)
     groups: int = 0  # photos, videos or folders the faces came from (the calibration split's unit; 0 in older cards)
     losses: list[float] = field(default_factory=list)  # training loss per epoch (empty in older cards)
@@ -160,6 +164,10 @@ class ModelCard:
             ("backbone", f"{self.backbone.name}, layers " + ", ".join(f"{ly.name} ({ly.channels} ch)" for ly in self.layers)),
             ("crop", f"{self.crop.size} px, context {self.crop.context:g}; face detector {self.face_detector.kind} "
                      f"(threshold {self.face_detector.threshold:g})"),
+            ("framing", (f"scores only what lies inside the photo (masked); trained with {t.framings} framed "
+                         f"cop{'y' if t.framings == 1 else 'ies'} of each fit face") if self.crop.masked else
+             "predates masking: the whole crop is scored, with what alignment fills in past a photo's edge, so a "
+             "headshot's score depends on its border; refit with this muflow to mask it"),
             ("flows", f"{self.flow.steps} coupling steps, hidden ratio {self.flow.hidden_ratio:g}, clamp {self.flow.clamp:g}"),
             ("training", f"{t.epochs} epochs, batch {t.batch_size}, lr {t.lr:g}, {t.precision}, "
                          f"augment {t.augment}, final loss {t.final_loss:.4f} nats/dim"),
@@ -171,7 +179,7 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
-        """Read a card of format 1 or 2 (unknown keys of format 1 — template, objective, sizes — are dropped)."""
+        """Read a card of format 1, 2 or 3 (unknown keys of format 1 — template, objective, sizes — are dropped)."""
         bb = d["backbone"]
         training = {k: v for k, v in d.get("training", {}).items() if k in _names(TrainingInfo)}
         calib = {k: v for k, v in d.get("calibration", {}).items() if k in _names(CalibrationInfo)}
@@ -183,7 +191,7 @@ class ModelCard:
                 weights=bb.get("weights", ""), weights_sha256=bb.get("weights_sha256"),
             ),
             layers=tuple(LayerSpec(int(layer["channels"]), int(layer["stride"])) for layer in d["layers"]),
-            crop=CropSpec(int(d["crop"]["size"]), float(d["crop"]["context"])),
+            crop=CropSpec(int(d["crop"]["size"]), float(d["crop"]["context"]), bool(d["crop"].get("masked", False))),
             face_detector=FaceDetectorSpec(**d.get("face_detector", d.get("detector", {}))),
             flow=FlowConfig(**d["flow"]),
             calibration=CalibrationInfo(**calib),

@@ -20,7 +20,7 @@ from muflow_cli.model.card import FORMAT_VERSION, BackboneSpec, CalibrationInfo,
 from muflow_cli.model.device import device_name, device_type, pick_device
 from muflow_cli.model.engines.base import ScoringEngine, check_engine_name
 from muflow_cli.model.engines.choose import CachedGraph, build_engine, find_cached_graph
-from muflow_cli.nn.config import FlowConfig
+from muflow_cli.nn.config import MIN_INSIDE, FlowConfig
 from muflow_cli.stats.calibration import Calibration
 from muflow_cli.version import __version__
 from muflow_cli.weights import manifest, sha256_file, weight_path
@@ -152,12 +152,26 @@ class DeepfakeModel:
                                         torch_built=self._parts.built, cached=cached)
         return self._engine
 
-    def score(self, crops: Any, batch_size: int = 32, with_maps: bool = False) -> dict[str, np.ndarray]:
-        """Scores of (B, S, S, 3) uint8 RGB aligned crops: ``score`` (B,), ``layers`` (B, L), ``maps`` if asked."""
+    @property
+    def masked(self) -> bool:
+        """Whether scores count only what lies inside the photo (nn/masking.py); False for bundles from before."""
+        return self.card.crop.masked
+
+    def score(self, crops: Any, batch_size: int = 32, with_maps: bool = False, valid: Any = None) -> dict[str, np.ndarray]:
+        """Scores of (B, S, S, 3) uint8 RGB aligned crops: ``score`` (B,), ``layers`` (B, L), ``maps`` if asked.
+
+        ``valid`` (B, S, S) bool: the crop pixels that come from the photo (``Face.valid``; None: all of them).
+        A masked model scores only those; a face with less than MIN_INSIDE of its crop inside gets NaN (too
+        little of it is in the photo to say anything). An unmasked model ignores ``valid``."""
         if not _is_tensor(crops):
             crops = np.asarray(crops)
         if crops.ndim != 4 or tuple(crops.shape[1:]) != (self.crop_size, self.crop_size, 3) or str(crops.dtype) not in ("uint8", "torch.uint8"):
             raise ValueError(f"crops must be (B, {self.crop_size}, {self.crop_size}, 3) uint8, got {tuple(crops.shape)} {crops.dtype}")
+        if valid is not None:
+            valid = np.asarray(valid)
+            if valid.shape != tuple(crops.shape[:3]):
+                raise ValueError(f"valid must be {tuple(crops.shape[:3])}, like the crops, got {valid.shape}")
+            valid = valid.astype(np.uint8, copy=False)
         if len(crops) == 0:
             res = {"score": np.zeros(0), "layers": np.zeros((0, len(self.layer_names)))}
             if with_maps:
@@ -165,10 +179,13 @@ class DeepfakeModel:
             return res
         layers, maps = [], []
         for i in range(0, len(crops), batch_size):
-            lay, mp = self.engine(crops[i : i + batch_size], with_maps)
+            part = valid[i : i + batch_size] if valid is not None and self.masked else None
+            lay, mp = self.engine(crops[i : i + batch_size], part, with_maps)
             layers.append(lay)
             maps.append(mp)
         per_layer = np.concatenate(layers).astype(np.float64)
+        if valid is not None and self.masked:
+            per_layer[valid.mean(axis=(1, 2)) < MIN_INSIDE] = np.nan
         # The score is the mean over layers, taken in float32 as the model does (same numbers from either engine).
         res = {"score": per_layer.astype(np.float32).mean(1, dtype=np.float32).astype(np.float64), "layers": per_layer}
         if with_maps:
@@ -233,6 +250,7 @@ class DeepfakeModel:
                                  weights=bb.weights if bb.weights_sha256 is None else None)
             backbone = FeatureExtractor(bcard, weights=backbone_weights, download=download_backbone)
             model = MuFlowModel(card.channels, card.flow)
+            model.masked = card.crop.masked
             try:
                 model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
             except RuntimeError as exc:

@@ -57,25 +57,44 @@ def round_trip(crop: np.ndarray, factor: float) -> np.ndarray:
 
 
 class AugmentedRows:
-    """Fit crops followed by ``copies`` degraded copies of each, read on demand (nothing held twice)."""
+    """Fit crops followed by ``copies`` degraded copies of each, then ``framings`` framed copies of each
+    (nn/framing.py), read on demand (nothing held twice). ``valid``: the fit crops' pixel masks; each copy's
+    mask is its face's (a degraded copy) or its face's cut (a framed one)."""
 
-    def __init__(self, crops, copies: int, seed: int) -> None:
+    def __init__(self, crops, copies: int, seed: int, valid=None, framings: int = 0, context: float = 1.5) -> None:
         self.crops, self.copies, self.seed = crops, copies, seed
+        self.masks, self.framings, self.context = valid, framings, context
 
     def __len__(self) -> int:
-        return len(self.crops) * (1 + self.copies)
+        return len(self.crops) * (1 + self.copies + self.framings)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return (len(self), *self.crops.shape[1:])
 
-    def _one(self, i: int) -> np.ndarray:
+    def _one(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        from muflow_cli.nn.framing import frame
+
         n = len(self.crops)
         face, copy = i % n, i // n
         crop = self.crops[np.array([face])][0]
-        return crop if copy == 0 else degrade(crop, np.random.default_rng([self.seed, face, copy]))
+        valid = self.masks[np.array([face])][0] if self.masks is not None else None
+        rng = np.random.default_rng([self.seed, face, copy])
+        if copy == 0:
+            return crop, valid
+        if copy <= self.copies:
+            return degrade(crop, rng), valid
+        return frame(crop, valid if valid is not None else np.ones(crop.shape[:2], bool), rng, self.context)
 
-    def __getitem__(self, index) -> np.ndarray:
+    def _many(self, index) -> list[tuple[np.ndarray, np.ndarray | None]]:
         if isinstance(index, slice):
             index = np.arange(len(self))[index]
-        return np.stack([self._one(int(i)) for i in np.atleast_1d(index)])
+        return [self._one(int(i)) for i in np.atleast_1d(index)]
+
+    def __getitem__(self, index) -> np.ndarray:
+        return np.stack([c for c, _ in self._many(index)])
+
+    def with_valid(self, index) -> tuple[np.ndarray, np.ndarray]:
+        """(crops, pixel masks) of rows ``index``: what a masked fit's feature cache takes."""
+        pairs = self._many(index)
+        return np.stack([c for c, _ in pairs]), np.stack([v if v is not None else np.ones(c.shape[:2], bool) for c, v in pairs])

@@ -122,9 +122,19 @@ class FeatureExtractor(nn.Module):
         feats = self.net(self.preprocess(crops))
         return [F.layer_norm(f, [int(n) for n in f.shape[1:]]) for f in feats]  # ints: shapes stay static in an export
 
+    def masked_features(self, crops: torch.Tensor, valid: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Feature maps normalised over the positions inside the photo (0 elsewhere), and those positions
+        per tap (nn/masking.py); ``valid`` (B, H, W): the crop pixels that come from the photo."""
+        from muflow_cli.nn.masking import masked_layer_norm, tap_masks
+
+        feats = self.net(self.preprocess(crops))
+        masks = tap_masks(valid.to(feats[0].device), [(int(f.shape[2]), int(f.shape[3])) for f in feats])
+        return [masked_layer_norm(f, m) for f, m in zip(feats, masks)], masks
+
     @torch.inference_mode()
-    def forward(self, crops: torch.Tensor) -> list[torch.Tensor]:
-        return self.features(crops)
+    def forward(self, crops: torch.Tensor, valid: torch.Tensor | None = None):
+        """Unmasked: the feature maps; with ``valid``: (feature maps, positions), as :meth:`masked_features`."""
+        return self.features(crops) if valid is None else self.masked_features(crops, valid)
 
 
 def create_feature_extractor(

@@ -81,8 +81,11 @@ class FastFlow(nn.Module):
             layers.append(ChannelShuffle(channels))
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, per_position: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The layers' arithmetic, op for op, without their intermediate tensors.
+
+        ``per_position``: log_det as a (B, H, W) map, each position's share (its sum is the per-sample
+        log-det), so a masked score (nn/nll.py) can count the positions inside the photo only.
 
         Same result as running ``self.layers`` one after another (``forward_layers``), up to the
         float32 summation order of each coupling's log-det (<= 1e-6 nats/dim, tested), with
@@ -92,8 +95,9 @@ class FastFlow(nn.Module):
         advanced indexing's backward is an accumulating ``index_put``). Training spends a
         third of its time outside the convolutions; these passes were a good part of it.
         """
-        log_det = x.new_zeros(())  # every coupling adds a (B,) term; no batch size is baked in
-        hw = x.shape[2] * x.shape[3]
+        log_det = x.new_zeros(())  # every coupling adds a (B,) term (a (B, H, W) one per position); no batch size is baked in
+        hw = 1 if per_position else x.shape[2] * x.shape[3]
+        dims = (1,) if per_position else (1, 2, 3)
         for i in range(0, len(self.layers), 3):
             affine, block, shuffle = self.layers[i], self.layers[i + 1], self.layers[i + 2]
             x = x * torch.exp(affine.s) + affine.t  # AffineConstFlow
@@ -103,7 +107,7 @@ class FastFlow(nn.Module):
             p = subnet.net(z1)
             scale = subnet.clamp * (2 / math.pi) * torch.atan(p[:, 1::2] / subnet.clamp)
             z2 = z2 * torch.exp(scale) + p[:, 0::2]
-            log_det = log_det + torch.sum(scale, dim=(1, 2, 3))
+            log_det = log_det + torch.sum(scale, dim=dims)
             x = torch.cat([z1, z2], dim=1).index_select(1, shuffle.perm)  # ChannelShuffle
         return x, log_det
 

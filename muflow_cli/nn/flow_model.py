@@ -7,7 +7,7 @@ from torch import nn
 
 from muflow_cli.nn.config import FlowConfig
 from muflow_cli.nn.flow import FastFlow
-from muflow_cli.nn.nll import layer_nll, residual_map
+from muflow_cli.nn.nll import layer_nll, masked_layer_nll, masked_residual_map, residual_map
 from muflow_cli.nn.target import GaussianTarget
 
 
@@ -24,16 +24,24 @@ class MuFlowModel(nn.Module):
         # Training only (fit --precision bf16): the flows run under bfloat16 autocast, the Gaussian NLL in
         # float32. Scoring, export and saved models are always float32.
         self.bf16_flows = False
+        # Whether scores count only the feature positions inside the photo (nn/masking.py); the card's crop.masked.
+        self.masked = False
 
-    def forward(self, feats: list[torch.Tensor], with_maps: bool = False) -> dict[str, torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor], with_maps: bool = False, masks: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """``masks`` (per layer (B, 1, H, W), nn/masking.py): score only those positions; None: every position."""
         layers, maps = [], []
-        for x, flow, target in zip(feats, self.flows, self.targets):
+        for i, (x, flow, target) in enumerate(zip(feats, self.flows, self.targets)):
+            mask = masks[i] if masks is not None else None
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16_flows):
-                z, log_det = flow(x.float())
+                z, log_det = flow(x.float(), per_position=mask is not None)
             z, log_det = z.float(), log_det.float()
-            layers.append(layer_nll(z, log_det, target))
+            if mask is None:
+                layers.append(layer_nll(z, log_det, target))
+            else:
+                mask = mask.to(z.dtype)
+                layers.append(masked_layer_nll(z, log_det, target, mask))
             if with_maps:
-                maps.append(residual_map(z))
+                maps.append(residual_map(z) if mask is None else masked_residual_map(z, mask))
         per_layer = torch.stack(layers, dim=1)
         out = {"layers": per_layer, "score": per_layer.mean(1)}
         if with_maps:

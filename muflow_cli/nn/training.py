@@ -38,9 +38,12 @@ def training_layout(model: MuFlowModel, device: torch.device, bf16: bool) -> Ite
         model.bf16_flows = False
 
 
-def train_step(model: MuFlowModel, feats: list[torch.Tensor], opt: torch.optim.Optimizer) -> torch.Tensor:
-    """One Adam step on a batch of features: loss = mean score (NLL, nats/dim), gradients clipped. The loss, detached."""
-    loss = model(feats)["score"].mean()
+def train_step(model: MuFlowModel, feats: list[torch.Tensor], opt: torch.optim.Optimizer,
+               masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """One Adam step on a batch of features: loss = mean score (NLL, nats/dim), gradients clipped. The loss, detached.
+
+    ``masks``: a masked fit's positions (nn/masking.py), so the flows learn the score they will give."""
+    loss = model(feats, masks=masks)["score"].mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.flows.parameters(), GRAD_CLIP)

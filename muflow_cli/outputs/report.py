@@ -60,12 +60,22 @@ Src = Callable[[str], str | None]  # a picture's name -> its src in the page bei
 
 # -- pictures ---------------------------------------------------------------------------------
 def heat_overlay(crop: np.ndarray, maps: list[np.ndarray], channels: list[int]) -> np.ndarray:
-    """The crop with the per-position residual energy per channel blended over it (RGB uint8)."""
+    """The crop with the per-position residual energy per channel blended over it (RGB uint8).
+
+    A masked model's maps are NaN where the crop lies outside the photo (nn/nll.py): those pixels are not
+    evidence, and are drawn grey and hatched, never coloured."""
     size = crop.shape[0]
-    energy = np.mean([cv2.resize(m / c, (size, size), interpolation=cv2.INTER_LINEAR) for m, c in zip(maps, channels)], axis=0)
-    level = np.clip(energy / HEAT_MAX * 255.0, 0, 255).astype(np.uint8)
+    layers = [cv2.resize(np.nan_to_num(m / c, nan=0.0), (size, size), interpolation=cv2.INTER_LINEAR) for m, c in zip(maps, channels)]
+    outside = np.any([cv2.resize(np.isnan(m).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0 for m in maps], axis=0)
+    level = np.clip(np.mean(layers, axis=0) / HEAT_MAX * 255.0, 0, 255).astype(np.uint8)
     colour = cv2.applyColorMap(level, cv2.COLORMAP_JET)[..., ::-1]
-    return cv2.addWeighted(crop, 0.5, colour, 0.5, 0)
+    out = cv2.addWeighted(crop, 0.5, colour, 0.5, 0)
+    if outside.any():
+        yy, xx = np.mgrid[0:size, 0:size]
+        hatch = ((xx + yy) // max(2, size // 32)) % 2 == 0
+        grey = (0.3 * crop.mean(axis=2, keepdims=True) + 0.7 * 128).astype(np.uint8)
+        out[outside] = np.where(hatch[outside, None], grey[outside] // 2 + 40, grey[outside])
+    return out
 
 
 def thumb(rgb: np.ndarray) -> np.ndarray:
@@ -344,9 +354,11 @@ def write_html(df: pd.DataFrame, visuals: ReportVisuals | None, target: ReportTa
 
     def face_row(i: int, src: Src) -> dict:
         r = df.iloc[int(i)]
-        return {"verdict": str(r["verdict"]), "thumb": pic(src, i, "thumb"), "heat": pic(src, i, "heat"), "file": str(r["file"]),
-                "face": int(r["face"]), "box": ", ".join(f"{r[c]:.0f}" for c in ("x1", "y1", "x2", "y2")),
-                "score": r["score"], "p_value": r["p_value"], **provenance_cells(r)}
+        scored = not pd.isna(r["score"])  # a masked model leaves a face with too little inside the photo unscored
+        return {"verdict": str(r["verdict"]) if scored else "not scored", "thumb": pic(src, i, "thumb"), "heat": pic(src, i, "heat"),
+                "file": str(r["file"]), "face": int(r["face"]), "box": ", ".join(f"{r[c]:.0f}" for c in ("x1", "y1", "x2", "y2")),
+                "score": float(r["score"]) if scored else float("nan"), "p_value": float(r["p_value"]) if scored else float("nan"),
+                **provenance_cells(r)}
 
     def file_row(i: int, src: Src) -> dict:
         r = df.iloc[int(i)]

@@ -115,7 +115,10 @@ def calibrate(
     report.skipped = {k: int(v) for k, v in table.loc[table["status"] != "ok", "status"].value_counts().items()}
     if small.any():
         report.skipped["small_face"] = int(small.sum())
-    faces = ok[~small]
+    unscored = ok["score"].isna() & ~small  # too little of the face inside its photo (a masked model)
+    if unscored.any():
+        report.skipped["not_scored"] = int(unscored.sum())
+    faces = ok[~small & ~unscored]
     report.faces = len(faces)
     if report.faces < MIN_FACES:
         raise CalibrateError(

@@ -142,7 +142,8 @@ def evaluate(
     rng = np.random.default_rng(config.seed)
     metrics = []
     for pert in perturbations:
-        rows = scores[(scores["perturbation"] == pert.name) & (scores["status"] == "ok")]
+        # faces a masked model could not score (too little inside the photo) have no score to rank
+        rows = scores[(scores["perturbation"] == pert.name) & (scores["status"] == "ok") & scores["score"].notna()]
         real_rows = rows[rows["label"] == "real"]
         groups = [(n, rows[(rows["label"] == "fake") & (rows["source"] == n)]) for n, _ in fakes]
         if len(fakes) > 1:

@@ -24,6 +24,7 @@ from muflow_cli.faces.stage import FaceStage
 from muflow_cli.inputs.images import iter_image_files
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.model.device import pick_device, training_precision
+from muflow_cli.nn.config import MIN_INSIDE
 from muflow_cli.pipelines.fit_checkpoint import FitCheckpoint, SavedFaces, fit_settings
 from muflow_cli.pipelines.fit_config import MIN_FACES, FitConfig, FitError, FitReport, default_epochs, detector_spec
 from muflow_cli.pipelines.fit_stages import (
@@ -74,7 +75,7 @@ def fit(
         if checkpoint is not None:
             checkpoint.save_faces(faces)
     report = FitReport(files=faces.files, skipped=faces.skipped, seconds={"faces": faces.seconds}, links=faces.links or {})
-    result = fit_crops(faces.crops, faces.groups, config, progress, report, notify, checkpoint, faces.order)
+    result = fit_crops(faces.crops, faces.groups, config, progress, report, notify, checkpoint, faces.order, faces.valid)
     if checkpoint is not None and not keep_checkpoint:
         checkpoint.remove()
     return result
@@ -89,9 +90,11 @@ def fit_crops(
     notify: Callable[[str], None] | None = None,
     checkpoint: FitCheckpoint | None = None,
     order: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
 ) -> tuple[DeepfakeModel, FitReport]:
     """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video;
-    ``order``: each crop's place in time, for holding out the later part of sequences; None: as given).
+    ``order``: each crop's place in time, for holding out the later part of sequences; None: as given;
+    ``valid``: (N, S, S) the crop pixels inside each photo, ``Face.valid``; None: all of them).
 
     ``checkpoint``: keeps the split, targets and epochs, and resumes from what it holds (fit() makes it)."""
     config.check()
@@ -102,7 +105,7 @@ def fit_crops(
     device = pick_device(config.device)
     report.precision = training_precision(config.precision, device)
     saved = checkpoint.load_split() if checkpoint is not None else None
-    split = hold_out(crops, group_ids, order, config, rng, report, saved)
+    split = hold_out(crops, group_ids, order, config, rng, report, saved, valid)
     backbone = load_backbone(config, device)
     plan_fit(config, report)
     groups = report.split["groups"]
@@ -110,7 +113,7 @@ def fit_crops(
         report.estimate = estimate_seconds(backbone, split.fit, report, config, device)
         notify(announce(report, config))
     averaged = fit_targets(backbone, split, config, report, rng, progress, saved, checkpoint)
-    with cache_features(backbone, training_faces(split.fit, config, report), config, progress, report) as cache:
+    with cache_features(backbone, training_faces(split, config, report), config, progress, report) as cache:
         flows = train_flows(model_for(backbone, averaged.targets, config.flow, device), cache, config, report, rng,
                             device, progress, checkpoint)
     scorer, scores = calibrate_model(backbone, flows, split, config, report, device)
@@ -120,21 +123,23 @@ def fit_crops(
 def gather_faces(paths: list[Path], config: FitConfig, progress: bool) -> SavedFaces:
     """collect_faces, timed, skip reasons that occurred only, grouped (face_groups): the record a checkpoint keeps."""
     t0 = time.perf_counter()
-    crops, face_files, files, skipped = collect_faces(paths, config, progress)
+    crops, face_files, files, skipped, valid = collect_faces(paths, config, progress)
     prints = fingerprint(crops) if config.group_by == "auto" else None
     groups, order, links = face_groups(face_files, config.group_by, prints)
     return SavedFaces(crops, groups, len(files), {k: v for k, v in skipped.items() if v}, time.perf_counter() - t0,
-                      order, links)
+                      order, links, valid)
 
 
 def collect_faces(
     paths: list[Path], config: FitConfig, progress: bool = True
-) -> tuple[np.ndarray, list[Path], list[Path], Counter]:
-    """Aligned crops (N, S, S, 3) of every usable face, the file of each, the files read, skips.
+) -> tuple[np.ndarray, list[Path], list[Path], Counter, np.ndarray]:
+    """Aligned crops (N, S, S, 3) of every usable face, the file of each, the files read, skips, and the
+    crop pixels inside each photo (N, S, S). A masked fit passes over faces it could not score
+    (``not_scored``: less than MIN_INSIDE of the crop inside the photo).
 
     Files are read on the same worker pool as ``muflow scan`` (faces.FaceStage)."""
     files = list(iter_image_files(paths))
-    crops, face_files, skipped = [], [], Counter()
+    crops, valid, face_files, skipped = [], [], [], Counter()
     make = detector_spec(config).factory(config.faces)
     with FaceStage(config.faces, make, config.crop_size, config.context) as stage:
         results = track(stage.map(files), "faces   ", total=len(files), enabled=progress)
@@ -144,10 +149,15 @@ def collect_faces(
                 continue
             kept = [f for f in res.faces if f.size_px >= config.min_face_px]
             skipped["small_face"] += len(res.faces) - len(kept)
+            if config.masked:
+                scored = [f for f in kept if f.inside >= MIN_INSIDE]
+                skipped["not_scored"] += len(kept) - len(scored)
+                kept = scored
             crops += [f.crop for f in kept]
+            valid += [f.valid if f.valid is not None else np.ones(f.crop.shape[:2], bool) for f in kept]
             face_files += [files[i]] * len(kept)
     empty = np.zeros((0, config.crop_size, config.crop_size, 3), np.uint8)
-    return _stack(crops, empty), face_files, files, skipped
+    return _stack(crops, empty), face_files, files, skipped, _stack(valid, np.zeros(empty.shape[:3], bool))
 
 
 def _stack(crops: list[np.ndarray], empty: np.ndarray) -> np.ndarray:

@@ -56,6 +56,7 @@ class SavedFaces:
     seconds: float  # time it took
     order: np.ndarray | None = None  # (N,) capture order of each crop's file (None: as collected)
     links: dict[str, int] | None = None  # how the groups were made (stats/near_duplicates.Links)
+    valid: np.ndarray | None = None  # (N, S, S) bool: crop pixels inside the photo (None: all of them)
 
 
 @dataclass
@@ -177,7 +178,9 @@ class FitCheckpoint:
         def write(p: str) -> None:
             with open(p, "wb") as fh:
                 order = np.arange(len(faces.groups)) if faces.order is None else faces.order
-                np.savez(fh, crops=faces.crops, groups=np.asarray(faces.groups, np.int64), order=np.asarray(order, np.int64))
+                valid = np.ones(faces.crops.shape[:3], bool) if faces.valid is None else faces.valid
+                np.savez(fh, crops=faces.crops, groups=np.asarray(faces.groups, np.int64), order=np.asarray(order, np.int64),
+                         valid=np.packbits(valid, axis=-1), side=np.int64(faces.crops.shape[2]))
 
         atomic_write(self.path / "faces.npz", write, fsync=True)
         _write_json(self.path / "faces.json", {"files": faces.files, "skipped": dict(faces.skipped), "seconds": faces.seconds,
@@ -189,8 +192,9 @@ class FitCheckpoint:
         if meta is None or not (self.path / "faces.npz").is_file():
             return None
         with np.load(self.path / "faces.npz", allow_pickle=False) as z:
+            valid = np.unpackbits(z["valid"], axis=-1, count=int(z["side"])).astype(bool) if "valid" in z else None
             return SavedFaces(z["crops"], z["groups"], int(meta["files"]), dict(meta["skipped"]), float(meta["seconds"]),
-                              z["order"], meta.get("links"))
+                              z["order"], meta.get("links"), valid)
 
     # -- (b) split, targets, averages sample ----------------------------------------
     def save_split(self, split: SavedSplit) -> None:

@@ -48,6 +48,10 @@ class FitConfig:
     cache_dir: Path | None = None  # folder for an on-disk cache (default: the system's temporary folder)
     device: str = "auto"
     augment: int = 0  # degraded copies of each fit face in flow training (augment.py); 0: none
+    # Score only what lies inside the photo (nn/masking.py), and train as it scores: ``framings`` copies of
+    # each fit face cut as a headshot is (nn/framing.py). False: the unmasked model of before (comparisons).
+    masked: bool = True
+    framings: int = 1
     data_note: str = ""  # free text about the fit data, kept in the card
 
     def check(self) -> None:
@@ -66,6 +70,8 @@ class FitConfig:
             raise ConfigError("batch size must be at least 2, lr positive and epochs at least 1")
         if not 0 <= self.augment <= 8:
             raise ConfigError("augment must lie in [0, 8] copies per face")
+        if not 0 <= self.framings <= 8 or (self.framings and not self.masked):
+            raise ConfigError("framings must lie in [0, 8] copies per face, and needs a masked fit")
         if self.context < 1:
             raise ConfigError("context must be at least 1 (the template's own framing)")
         if self.precision not in PRECISIONS:

@@ -77,10 +77,12 @@ class Split:
     fit_mask: np.ndarray  # True: fitted (neither held out nor in a gap)
     fit: Rows  # averages and training
     calibration: np.ndarray  # held-out reals: their scores are the model's calibration
+    fit_valid: Rows | None = None  # the crop pixels inside each photo (None: all of them)
+    calibration_valid: np.ndarray | None = None
 
 
 def hold_out(crops: np.ndarray, group_ids: np.ndarray, order: np.ndarray | None, config: FitConfig,
-             rng: np.random.Generator, report: FitReport, saved: SavedSplit | None = None) -> Split:
+             rng: np.random.Generator, report: FitReport, saved: SavedSplit | None = None, valid: np.ndarray | None = None) -> Split:
     """Hold faces out to calibrate (stats/splits.py: whole groups when there are many, the later part of
     each sequence when there are few; ``saved``: the split of the fit being resumed).
 
@@ -101,7 +103,8 @@ def hold_out(crops: np.ndarray, group_ids: np.ndarray, order: np.ndarray | None,
             f"all {len(group_ids)} faces are in one group of fewer than {TAIL_MIN} (--group-by {config.group_by}), so "
             "none can be held out to calibrate; give more photos or videos"
         )
-    split = Split(cal, fit_mask, Rows(crops, np.flatnonzero(fit_mask)), crops[cal])
+    split = Split(cal, fit_mask, Rows(crops, np.flatnonzero(fit_mask)), crops[cal],
+                  Rows(valid, np.flatnonzero(fit_mask)) if valid is not None else None, valid[cal] if valid is not None else None)
     report.fit_faces, report.calibration_faces = len(split.fit), len(split.calibration)
     if report.fit_faces < MIN_FACES // 2:
         raise FitError(f"only {report.fit_faces} faces left to fit after holding out calibration; add more faces")
@@ -170,24 +173,33 @@ def fit_targets(backbone, split: Split, config: FitConfig, report: FitReport, rn
     return done
 
 
-def training_faces(fit: Rows, config: FitConfig, report: FitReport):
-    """The faces the flows train on: the fit faces, and ``config.augment`` degraded copies of each (nn/augment.py)."""
-    faces = AugmentedRows(fit, config.augment, config.seed) if config.augment else fit
+def training_faces(split: Split, config: FitConfig, report: FitReport):
+    """The faces the flows train on: the fit faces, ``config.augment`` degraded copies of each (nn/augment.py)
+    and, for a masked fit, ``config.framings`` framed copies of each (nn/framing.py)."""
+    framings = config.framings if config.masked else 0
+    faces = split.fit
+    if config.augment or framings or config.masked:
+        faces = AugmentedRows(split.fit, config.augment, config.seed, split.fit_valid, framings, config.context)
     report.training_faces = len(faces)
     return faces
 
 
 def cache_features(backbone, crops, config: FitConfig, progress: bool, report: FitReport | None = None) -> FeatureCache:
     """Backbone features of ``crops``, computed once in float16 (nn/feature_cache.py): the backbone is frozen,
-    so every epoch reads them back instead of running it again. ``report``: where the cache lives, and the time."""
+    so every epoch reads them back instead of running it again. ``report``: where the cache lives, and the time.
+    A masked fit (``crops`` an AugmentedRows with its masks) keeps each face's scored positions beside them."""
     t = time.perf_counter()
     cache = None
     try:
         for s in track(range(0, len(crops), config.batch_size), "features", enabled=progress):
-            feats = backbone(torch.from_numpy(crops[s : s + config.batch_size]))
+            if config.masked and hasattr(crops, "with_valid"):
+                batch, valid = crops.with_valid(slice(s, s + config.batch_size))
+                feats, masks = backbone(torch.from_numpy(batch), torch.from_numpy(valid.astype(np.uint8)))
+            else:
+                feats, masks = backbone(torch.from_numpy(crops[s : s + config.batch_size])), None
             if cache is None:
                 cache = FeatureCache([tuple(f.shape[1:]) for f in feats], len(crops), config.cache, config.cache_dir)
-            cache.put(s, feats)
+            cache.put(s, feats, masks)
     except BaseException:
         if cache is not None:
             cache.close()
@@ -213,24 +225,28 @@ def calibrate_model(backbone, flows: MuFlowModel, split: Split, config: FitConfi
     Those scores are the calibration: a new face's p-value is where its score falls among them."""
     t = time.perf_counter()
     card = new_card(
-        backbone=backbone, backbone_weights=config.backbone_weights, crop=CropSpec(config.crop_size, config.context),
+        backbone=backbone, backbone_weights=config.backbone_weights, crop=CropSpec(config.crop_size, config.context, config.masked),
         face_detector=detector_spec(config), flow=config.flow,
         calibration=CalibrationInfo(), training=TrainingInfo(),
     )
     scorer = DeepfakeModel(card, backbone, flows, Calibration(np.zeros(0))).to(device)
-    scores = scorer.score(split.calibration, batch_size=config.batch_size)["score"]
+    flows.masked = config.masked
+    scores = scorer.score(split.calibration, batch_size=config.batch_size, valid=split.calibration_valid)["score"]
     report.calibration_mean = float(np.mean(scores)) if len(scores) else float("nan")
     report.tail = config.tail
     if config.tail == "auto":
-        report.tail, report.tail_probe_auc = choose_tail(scores, smooth_scores(scorer, split.calibration, config.batch_size))
+        smooth = smooth_scores(scorer, split.calibration, config.batch_size, valid=split.calibration_valid)
+        report.tail, report.tail_probe_auc = choose_tail(scores, smooth)
     report.seconds["calibration"] = time.perf_counter() - t
     return scorer, scores
 
 
-def smooth_scores(scorer: DeepfakeModel, crops: np.ndarray, batch_size: int, chunk: int = 256) -> np.ndarray:
+def smooth_scores(scorer: DeepfakeModel, crops: np.ndarray, batch_size: int, chunk: int = 256,
+                  valid: np.ndarray | None = None) -> np.ndarray:
     """Scores of PROBE_DOWNSCALE x bicubic round trips of ``crops`` (the tail probe), a chunk at a time
-    so that a large calibration set is never held twice."""
-    out = [scorer.score(np.stack([round_trip(c, 1 / PROBE_DOWNSCALE) for c in crops[i:i + chunk]]), batch_size=batch_size)["score"]
+    so that a large calibration set is never held twice. ``valid``: the crops' pixel masks."""
+    out = [scorer.score(np.stack([round_trip(c, 1 / PROBE_DOWNSCALE) for c in crops[i:i + chunk]]), batch_size=batch_size,
+                        valid=valid[i:i + chunk] if valid is not None else None)["score"]
            for i in range(0, len(crops), chunk)]
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -268,7 +284,7 @@ def training_info(config: FitConfig, report: FitReport, groups: int) -> Training
         calibration_faces=report.calibration_faces, k=report.k, averages=report.averages, epochs=report.epochs,
         batch_size=config.batch_size, lr=config.lr, final_loss=report.losses[-1], losses=list(report.losses),
         groups=groups, calibration_mean_score=report.calibration_mean, min_face_px=config.min_face_px,
-        group_by=config.group_by, augment=config.augment, data=config.data_note, precision=report.precision,
+        group_by=config.group_by, augment=config.augment, framings=config.framings if config.masked else 0, data=config.data_note, precision=report.precision,
         split=report.split.get("kind", ""), calibration_groups=report.split.get("calibration_groups", 0),
         gap_faces=report.split.get("gap_faces", 0),
     )

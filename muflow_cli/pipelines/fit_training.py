@@ -29,7 +29,8 @@ def estimate_seconds(backbone, crops, report: FitReport, config: FitConfig, devi
     batch = torch.from_numpy(crops[np.arange(min(config.batch_size, len(crops)))])
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         t = time.perf_counter()
-        feats = backbone(batch)
+        feats, masks = (backbone(batch, torch.ones(batch.shape[:3], dtype=torch.uint8)) if config.masked
+                        else (backbone(batch), None))
         per_image = (time.perf_counter() - t) / len(batch)
         flows = MuFlowModel(backbone.channels, config.flow).to(device).train()
         with training_layout(flows, device, report.precision == "bf16") as layout:
@@ -40,13 +41,15 @@ def estimate_seconds(backbone, crops, report: FitReport, config: FitConfig, devi
                 # The whole step of the loop, gradient clipping included: it costs a little (a norm over
                 # every gradient), and leaving it out would time a step the fit never takes. The float16
                 # round trip and the layout change stand for the cache's read.
-                train_step(flows, [f.half().float().contiguous(memory_format=layout) for f in feats], opt)
+                train_step(flows, [f.half().float().contiguous(memory_format=layout) for f in feats], opt,
+                           [m.clone() for m in masks] if masks is not None else None)  # out of inference mode, as the cache's
                 steps.append(time.perf_counter() - t)
     per_face_step = steps[-1] / len(batch)
+    copies = 1 + config.augment + (config.framings if config.masked else 0)
     out = {
         "averages": report.averages * per_image,
-        "features": report.fit_faces * (1 + config.augment) * per_image,
-        "training": report.epochs * report.fit_faces * (1 + config.augment) * per_face_step,
+        "features": report.fit_faces * copies * per_image,
+        "training": report.epochs * report.fit_faces * copies * per_face_step,
         "calibration": report.calibration_faces * per_image * 1.5,  # backbone + flows forward
     }
     out["total"] = sum(out.values())
@@ -85,7 +88,7 @@ def _epoch(model: MuFlowModel, cache: FeatureCache, opt, sched, order: np.ndarra
     total = 0.0
     for s in range(0, len(order), batch):
         idx = order[s : s + batch]
-        loss = train_step(model, cache.get(idx, device, layout), opt)
+        loss = train_step(model, cache.get(idx, device, layout), opt, cache.get_masks(idx, device))
         sched.step()
         total += float(loss) * len(idx)
     return total / len(order)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from muflow_cli.errors import ConfigError
-from muflow_cli.faces.face import FileFaces
+from muflow_cli.faces.face import Face, FileFaces, valid_masks
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.faces.stage import FaceStage
 from muflow_cli.inputs.files import shown_path
@@ -39,7 +39,7 @@ from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.model.device import default_batch_size
 from muflow_cli.pipelines.identity import run_settings
 from muflow_cli.pipelines.journal import ScanJournal, file_identity
-from muflow_cli.pipelines.schema import SMALL_FACE_PX, face_columns, layer_columns, provenance_columns, to_frame
+from muflow_cli.pipelines.schema import SMALL_FACE_PX, face_columns, layer_columns, provenance_columns, to_frame, unscored_message
 from muflow_cli.progress import track
 from muflow_cli.stats.calibration import check_fpr, check_tail, verdict
 
@@ -101,6 +101,7 @@ def _face_rows(res: FileFaces, shown: str) -> list[dict]:
             **face_columns(f),
             landmarks=";".join(f"{x:.1f} {y:.1f}" for x, y in f.landmarks),
             upscale=f.scale,
+            inside=f.inside,
         )
         rows.append(row)
     return rows
@@ -180,18 +181,20 @@ def score_chunk(index: int, results: list[FileFaces], shown: list[str], model: D
     rows: list[dict] = []
     face_rows: list[dict] = []
     crops: list[np.ndarray] = []
+    faces: list[Face] = []
     for res, name in zip(results, shown):
         if res.status == "ok":
             new = _face_rows(res, name)
             face_rows += new
-            crops += [f.crop for f in res.faces]
+            faces += res.faces
             rows += new
         else:
             rows.append(_file_row(res, name))
+    crops = [f.crop for f in faces]
     chunk = ScanChunk(index, rows, results, crops)
     if crops:
         batch = config.batch_size or default_batch_size(model.device_type)
-        out = model.score(np.stack(crops), batch_size=batch, with_maps=config.visuals)
+        out = model.score(np.stack(crops), batch_size=batch, with_maps=config.visuals, valid=valid_masks(faces))
         pvals = model.calibration.p_values(out["score"], config.tail)
         names = layer_columns(model.layer_names)
         for k, row in enumerate(face_rows):
@@ -199,6 +202,8 @@ def score_chunk(index: int, results: list[FileFaces], shown: list[str], model: D
             row["p_value"] = float(pvals[k])
             row["verdict"] = verdict(pvals[k], config.fpr)
             row.update(zip(names, (float(v) for v in out["layers"][k])))
+            if np.isnan(out["score"][k]):
+                row["message"] = unscored_message(faces[k])
         chunk.maps = out.get("maps", [])
     return chunk
 

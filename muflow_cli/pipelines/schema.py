@@ -35,6 +35,8 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "landmarks": ("string", "5 landmarks 'x y' separated by ';' (eyes, nose, mouth corners), original pixels"),
     "face_px": ("Float64", "face size in the original image: sqrt(box width x box height)"),
     "upscale": ("Float64", "aligned-crop pixels per original pixel (> 1: the face was enlarged)"),
+    "inside": ("Float64", "share of the face's aligned crop that lies inside the image (< 1: the crop reaches past its edge, "
+                          "as for headshots; a masked model scores only that part, and none below 0.2)"),
     "score": ("Float64", "fakeness score: negative log-likelihood, nats per dimension, mean over layers"),
     "p_value": ("Float64", "conformal p-value against the model's held-out real faces"),
     "verdict": ("string", "fake if p_value <= fpr, else real; empty for file-level rows"),
@@ -72,6 +74,13 @@ TRACK_SCHEMA: dict[str, tuple[str, str]] = {
     "p_value": ("Float64", "track p-value: min(1, 2 x median of the faces' p-values), valid under any dependence"),
     "verdict": ("string", "fake if p_value <= fpr, else real"),
 }
+
+
+def unscored_message(face: Face) -> str:
+    """Why a face has no score: too little of its crop is inside the photo for a masked model."""
+    from muflow_cli.nn.config import MIN_INSIDE
+
+    return f"only {face.inside:.0%} of the face's crop is inside the image (at least {MIN_INSIDE:.0%} is needed): not scored"
 
 
 def face_columns(face: Face) -> dict[str, float]:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from muflow_cli.errors import ConfigError
 from muflow_cli.faces.detect import FaceDetector
+from muflow_cli.faces.face import Face, valid_masks
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.faces.stage import faces_in_image
 from muflow_cli.faces.tracks import Tracker, merge_p_values
@@ -171,7 +172,8 @@ def _scan_one_video(path: Path, shown: str, faces: FaceDetector | None, model: D
             "video": shown, "track": t.id, "status": "ok", "message": info.note,
             "first_s": members[0]["time_s"], "last_s": members[-1]["time_s"],
             "first_frame": members[0]["frame"], "last_frame": members[-1]["frame"],
-            "faces": len(members), "mean_score": float(np.mean(track_scores)), "max_score": float(np.max(track_scores)),
+            "faces": len(members), "mean_score": float(np.nanmean(track_scores)) if np.isfinite(track_scores).any() else None,
+            "max_score": float(np.nanmax(track_scores)) if np.isfinite(track_scores).any() else None,
             "p_value": p, "verdict": verdict(p, config.fpr),
         })
         if config.save_faces is not None:
@@ -186,7 +188,7 @@ def _detect_and_track(frames, faces: FaceDetector | None, model: DeepfakeModel, 
     ``observer.keep`` sees each batch's crops and maps (its items go to ``kept``)."""
     tracker = Tracker(config.min_iou, config.max_gap)
     rows: list[dict] = []
-    pending: list[np.ndarray] = []
+    pending: list[Face] = []
     scores: list[np.ndarray] = []
     layers: list[np.ndarray] = []
     pngs: list[bytes] = []
@@ -195,8 +197,8 @@ def _detect_and_track(frames, faces: FaceDetector | None, model: DeepfakeModel, 
     batch = config.batch_size or default_batch_size(model.device_type)
 
     def score(n: int) -> None:
-        crops = np.stack(pending[:n])
-        out = model.score(crops, batch_size=batch, with_maps=observer is not None)
+        crops = np.stack([f.crop for f in pending[:n]])
+        out = model.score(crops, batch_size=batch, with_maps=observer is not None, valid=valid_masks(pending[:n]))
         if observer is not None and kept is not None:
             kept.extend(observer.keep(crops, out["maps"]))
         scores.append(out["score"])
@@ -213,7 +215,7 @@ def _detect_and_track(frames, faces: FaceDetector | None, model: DeepfakeModel, 
         for k, (f, tid) in enumerate(zip(found, ids)):
             rows.append({"frame": frame.index, "time_s": None if np.isnan(frame.time) else round(frame.time, 6),
                          "track": tid, "face": k, **face_columns(f)})
-            pending.append(f.crop)
+            pending.append(f)
             if config.save_faces is not None:
                 pngs.append(encode_image(f.crop, "png"))
         while len(pending) >= batch:

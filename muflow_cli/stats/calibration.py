@@ -41,8 +41,11 @@ def calibration_cautions(faces: int, groups: int, min_p: float) -> list[str]:
     return out
 
 
-def verdict(p_value: float, fpr: float) -> str:
-    """The verdict rule: ``fake`` when the p-value is at most the false-positive rate asked for."""
+def verdict(p_value: float, fpr: float) -> str | None:
+    """The verdict rule: ``fake`` when the p-value is at most the false-positive rate asked for; None (no
+    verdict) for a face that was not scored (NaN: too little of it inside the photo)."""
+    if p_value != p_value:
+        return None
     return FAKE if p_value <= fpr else REAL
 
 

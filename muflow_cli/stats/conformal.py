@@ -20,9 +20,9 @@ def p_values(scores: np.ndarray, calibration: np.ndarray, tail: str = "two") -> 
     n = len(cal)
     upper = (1 + n - np.searchsorted(cal, s, side="left")) / (n + 1)
     if tail == "upper":
-        return upper
+        return np.where(np.isnan(s), np.nan, upper)  # a face not scored has no p-value
     lower = (1 + np.searchsorted(cal, s, side="right")) / (n + 1)
-    return np.minimum(1.0, 2 * np.minimum(upper, lower))
+    return np.where(np.isnan(s), np.nan, np.minimum(1.0, 2 * np.minimum(upper, lower)))
 
 
 def min_attainable_p(n_calibration: int, tail: str = "two") -> float:

@@ -23,11 +23,14 @@ Parts = Callable[[], "tuple[FeatureExtractor, MuFlowModel]"]
 
 
 class ScoringEngine(Protocol):
-    """Scores (B, S, S, 3) uint8 RGB crops: (per-layer NLL (B, L), per-layer residual maps if ``with_maps``)."""
+    """Scores (B, S, S, 3) uint8 RGB crops: (per-layer NLL (B, L), per-layer residual maps if ``with_maps``).
+
+    ``valid`` (B, S, S) uint8: the crop pixels that come from the photo (faces/align.py); a masked model
+    scores only the positions inside it (nn/masking.py), an unmasked one ignores it."""
 
     name: str
 
-    def __call__(self, crops: Any, with_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]: ...
+    def __call__(self, crops: Any, valid: Any, with_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]: ...
 
     def set_spinning(self, on: bool) -> None:
         """Whether idle threads spin (fastest alone) or sleep (fastest beside the scan's detection workers)."""

@@ -30,7 +30,7 @@ from muflow_cli.model.device import device_type, pick_device
 from muflow_cli.model.engines.base import EngineError, Parts, ScoringEngine, check_engine_name
 from muflow_cli.model.engines.graph_cache import GraphCache
 from muflow_cli.model.engines.onnx_engine import OPSET, OnnxEngine
-from muflow_cli.model.engines.probe import PROBE_KIND, TOLERANCE, max_relative_gap, probe_crops, probe_digest, stored_reference
+from muflow_cli.model.engines.probe import PROBE_KIND, TOLERANCE, max_relative_gap, probe_crops, probe_digest, probe_valid, stored_reference
 
 if TYPE_CHECKING:
     import torch
@@ -121,7 +121,7 @@ def _checked_onnx_engine(
     cached: CachedGraph | None,
 ) -> tuple[OnnxEngine | None, str]:
     """An ONNX engine whose probe scores match torch's, from the cache or a fresh export; else (None, why)."""
-    probe = probe_crops(crop_size)
+    probe, probe_mask = probe_crops(crop_size), probe_valid(crop_size)
     digest = probe_digest(probe)
     torch_scores: list[np.ndarray] = []
 
@@ -130,12 +130,12 @@ def _checked_onnx_engine(
         if not torch_scores:
             from muflow_cli.model.engines.torch_engine import single_threaded_layers
 
-            torch_scores.append(single_threaded_layers(_torch_engine(parts, device), probe))
+            torch_scores.append(single_threaded_layers(_torch_engine(parts, device), probe, probe_mask))
         return torch_scores[0]
 
     def gap(engine: OnnxEngine, reference: np.ndarray) -> float:
         # The probe builds the non-spinning session: the one a scan scores with (pipelines/scan.py), so it is built once.
-        got = engine.run(probe, False, spinning=False)[0]
+        got = engine.run(probe, probe_mask, False, spinning=False)[0]
         if got.shape != reference.shape:
             return float("inf")
         return max_relative_gap(reference, got)

@@ -33,7 +33,7 @@ from typing import Any
 
 from muflow_cli.user_cache import CACHE_DIR_ENV, SWITCH_ENV, cache_enabled, cache_root  # noqa: F401  (re-exported)
 
-ENTRY_FORMAT = 2  # bump when what an entry holds changes without any version below changing (2: the probe)
+ENTRY_FORMAT = 3  # bump when what an entry holds changes without any version below changing (2: the probe; 3: masks)
 
 
 def _sha256(data: bytes) -> str:

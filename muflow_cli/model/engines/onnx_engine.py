@@ -71,9 +71,17 @@ class OnnxEngine:
             self._sessions[spinning] = session(self.graph, self._threads, spinning)
         return self._sessions[spinning]
 
-    def run(self, crops: torch.Tensor | np.ndarray, with_maps: bool, spinning: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-        outs = self.session(spinning).run(None, {"crops": np.ascontiguousarray(np.asarray(crops, dtype=np.uint8))})
+    def run(self, crops: torch.Tensor | np.ndarray, valid: torch.Tensor | np.ndarray | None, with_maps: bool,
+            spinning: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A masked model's graph takes ``valid`` too (None: every pixel inside); an unmasked one's does not."""
+        sess = self.session(spinning)
+        feed = {"crops": np.ascontiguousarray(np.asarray(crops, dtype=np.uint8))}
+        if any(i.name == "valid" for i in sess.get_inputs()):
+            feed["valid"] = (np.ones(feed["crops"].shape[:3], np.uint8) if valid is None
+                             else np.ascontiguousarray(np.asarray(valid, dtype=np.uint8)))
+        outs = sess.run(None, feed)
         return outs[0], (outs[1:] if with_maps else [])
 
-    def __call__(self, crops: torch.Tensor | np.ndarray, with_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self.run(crops, with_maps, self._spinning)
+    def __call__(self, crops: torch.Tensor | np.ndarray, valid: torch.Tensor | np.ndarray | None,
+                 with_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self.run(crops, valid, with_maps, self._spinning)

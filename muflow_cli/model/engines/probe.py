@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 TOLERANCE = 1e-4  # |onnx - torch| <= TOLERANCE * max(1, |torch|), per face and layer
-PROBE_KIND = "sinusoid-rgb-noise/seed0/n3"  # what probe_crops draws; stored with each cache entry
+PROBE_KIND = "sinusoid-rgb-noise/seed0/n3+edge-masks"  # what probe_crops and probe_valid draw; stored with each cache entry
 
 
 def probe_crops(crop_size: int, n: int = 3) -> np.ndarray:
@@ -18,6 +18,25 @@ def probe_crops(crop_size: int, n: int = 3) -> np.ndarray:
     that drew other numbers would be noticed, never compared against scores of other crops. Read-only
     (made once per size and process)."""
     return _probe_crops(int(crop_size), int(n))
+
+
+def probe_valid(crop_size: int, n: int = 3) -> np.ndarray:
+    """(n, S, S) uint8 masks for the probe crops: the first wholly inside the photo, the others cut by an
+    edge (left 40 %, top 30 %, ...), so a masked graph's masking is checked too. Read-only."""
+    return _probe_valid(int(crop_size), int(n))
+
+
+@functools.lru_cache(maxsize=4)
+def _probe_valid(crop_size: int, n: int) -> np.ndarray:
+    valid = np.ones((n, crop_size, crop_size), np.uint8)
+    for i in range(1, n):
+        cut = int(crop_size * (0.4 if i % 2 else 0.3))
+        if i % 2:
+            valid[i, :, :cut] = 0
+        else:
+            valid[i, :cut] = 0
+    valid.setflags(write=False)
+    return valid
 
 
 @functools.lru_cache(maxsize=4)

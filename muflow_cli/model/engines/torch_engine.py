@@ -18,16 +18,28 @@ from muflow_cli.nn.flow_model import MuFlowModel
 
 
 class ScoringGraph(nn.Module):
-    """uint8 crops (B, S, S, 3) -> (per-layer NLL (B, L), residual map of layer 1, ..., of layer L)."""
+    """uint8 crops (B, S, S, 3) [and, for a masked model, uint8 valid (B, S, S)] -> (per-layer NLL (B, L),
+    residual map of layer 1, ..., of layer L)."""
 
     def __init__(self, backbone: FeatureExtractor, model: MuFlowModel) -> None:
         super().__init__()
         self.backbone = backbone
         self.model = model
 
-    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(self.backbone.features(crops), with_maps=True)
+    def forward(self, crops: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        out = score_features(self.backbone, self.model, crops, valid, True)
         return (out["layers"], *out["maps"])
+
+
+def score_features(backbone: FeatureExtractor, model: MuFlowModel, crops: torch.Tensor, valid: torch.Tensor | None,
+                   with_maps: bool) -> dict[str, torch.Tensor]:
+    """The model's outputs for ``crops``: masked by ``valid`` when the model is (``model.masked``), else over the whole crop."""
+    if model.masked:
+        if valid is None:
+            valid = torch.ones(crops.shape[:3], dtype=torch.uint8, device=crops.device)
+        feats, masks = backbone.masked_features(crops, valid)
+        return model(feats, with_maps=with_maps, masks=masks)
+    return model(backbone.features(crops), with_maps=with_maps)
 
 
 class TorchEngine:
@@ -42,8 +54,10 @@ class TorchEngine:
         """Nothing to set: torch's own thread pool decides."""
 
     @torch.inference_mode()
-    def __call__(self, crops: torch.Tensor | np.ndarray, with_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-        out = self.model(self.backbone(torch.as_tensor(crops).to(self.device)), with_maps=with_maps)
+    def __call__(self, crops: torch.Tensor | np.ndarray, valid: torch.Tensor | np.ndarray | None,
+                 with_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        valid = torch.as_tensor(valid).to(self.device) if valid is not None else None
+        out = score_features(self.backbone, self.model, torch.as_tensor(crops).to(self.device), valid, with_maps)
         return out["layers"].cpu().numpy(), [m.cpu().numpy() for m in out.get("maps", [])]
 
 
@@ -51,23 +65,27 @@ def export_graph(backbone: FeatureExtractor, model: MuFlowModel, crop_size: int,
     """The scoring graph as ONNX bytes, batch axis dynamic (seconds: the tracer runs the whole model)."""
     graph = ScoringGraph(backbone, model).eval()
     outputs = ["layers"] + [f"map{i}" for i in range(len(model.flows))]
+    inputs = ["crops", "valid"] if model.masked else ["crops"]  # an unmasked model's graph is as it always was
+    example = (torch.zeros(2, crop_size, crop_size, 3, dtype=torch.uint8),)
+    if model.masked:
+        example += (torch.ones(2, crop_size, crop_size, dtype=torch.uint8),)
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes about constant spatial sizes, deprecation notices
         torch.onnx.export(
             graph,
-            (torch.zeros(2, crop_size, crop_size, 3, dtype=torch.uint8),),
+            example,
             buf,
             dynamo=False,
             opset_version=opset,
-            input_names=["crops"],
+            input_names=inputs,
             output_names=outputs,
-            dynamic_axes={name: {0: "batch"} for name in ["crops", *outputs]},
+            dynamic_axes={name: {0: "batch"} for name in [*inputs, *outputs]},
         )
     return buf.getvalue()
 
 
-def single_threaded_layers(engine: TorchEngine, crops: np.ndarray) -> np.ndarray:
+def single_threaded_layers(engine: TorchEngine, crops: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Torch's per-layer scores of a few ``crops`` on one thread, for the probe check.
 
     Why one: a 3-crop batch gains little from more, and torch's OpenMP threads, when other work
@@ -75,6 +93,6 @@ def single_threaded_layers(engine: TorchEngine, crops: np.ndarray) -> np.ndarray
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return engine(torch.from_numpy(np.array(crops, dtype=np.uint8)), False)[0]  # a writable copy
+        return engine(torch.from_numpy(np.array(crops, dtype=np.uint8)), torch.from_numpy(np.array(valid, dtype=np.uint8)), False)[0]  # writable copies
     finally:
         torch.set_num_threads(threads)

@@ -29,6 +29,9 @@ def pack_faces(results: list[FileFaces]) -> bytes:
         "landmarks": np.array([f.landmarks for f in faces], np.float64).reshape(-1, 5, 2),
         "det_scores": np.array([f.det_score for f in faces], np.float64),
         "scales": np.array([f.scale for f in faces], np.float64),
+        # the crop pixels inside the image (faces/align.py): a masked model scores only those
+        "valid": (np.stack([f.valid if f.valid is not None else np.ones(f.crop.shape[:2], bool) for f in faces]).astype(np.uint8)
+                  if faces else np.zeros((0, size, size), np.uint8)),
     }
     return save(arrays)
 
@@ -42,7 +45,7 @@ def unpack_faces(blob: bytes) -> list[FileFaces]:
     out, k = [], 0
     for f in files:
         faces = [Face(arrays["boxes"][i], float(arrays["det_scores"][i]), arrays["landmarks"][i], arrays["crops"][i],
-                      float(arrays["scales"][i])) for i in range(k, k + f["faces"])]
+                      float(arrays["scales"][i]), arrays["valid"][i].astype(bool)) for i in range(k, k + f["faces"])]
         k += f["faces"]
         out.append(FileFaces(f["path"], f["status"], f["message"], faces if f["status"] == "ok" or faces else
                              ([] if f["status"] == "no_face" else None), tuple(f["size"]) if f["size"] else None,
