@@ -77,14 +77,13 @@ def content_box(image: np.ndarray) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def align(image: np.ndarray, landmarks: np.ndarray, size: int = 256, context: float = 1.5,
-          bounds: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, float, np.ndarray]:
+def align(image: np.ndarray, landmarks: np.ndarray, size: int = 256, context: float = 1.5) -> tuple[np.ndarray, float, np.ndarray]:
     """Warp ``image`` so ``landmarks`` land on :func:`template`; returns (crop, scale, valid).
 
-    ``valid`` (S, S) bool: the crop pixels that come from the image (within ``bounds``, x0, y0, x1, y1,
-    when given: :func:`content_box`). Where the crop reaches past the image's edge (a headshot, a profile
-    picture) the pixels are filled by reflection, so the backbone sees no hard edge, but they are not the
-    photo: a masked model (nn/masking.py) does not score them."""
+    ``valid`` (S, S) bool: the crop pixels that come from the image. Where the crop reaches past the
+    image's edge (a headshot, a profile picture) the pixels are filled by reflection, so the backbone sees
+    no hard edge, but they are not the photo: a masked model (nn/masking.py) does not score them. (Flat
+    padding is cut off before alignment, by the caller: :func:`content_box`.)"""
     M = similarity(np.asarray(landmarks, np.float64), template(size, context))
     h_full, w_full = image.shape[:2]
     full_inverse = cv2.invertAffineTransform(M)  # crop -> original pixels, before any shrinking below
@@ -108,16 +107,17 @@ def align(image: np.ndarray, landmarks: np.ndarray, size: int = 256, context: fl
             M = M @ np.linalg.inv(pre)
             image = region
     crop = cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
-    return crop, scale, inside_mask(bounds or (0, 0, w_full, h_full), full_inverse, size)
+    return crop, scale, inside_mask((h_full, w_full), full_inverse, size)
 
 
-def inside_mask(bounds: tuple[int, int, int, int], inv: np.ndarray, size: int) -> np.ndarray:
-    """(size, size) bool: crop pixels whose source point (``inv``: crop -> original pixels) lies in ``bounds``."""
-    x0, y0, x1, y1 = bounds
+def inside_mask(shape: tuple[int, int], inv: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) bool: crop pixels whose source point (``inv``: crop -> original pixels) lies in an
+    image of ``shape`` (h, w)."""
+    h, w = shape
     grid = np.arange(size, dtype=np.float64)
     x = inv[0, 0] * grid[None, :] + inv[0, 1] * grid[:, None] + inv[0, 2]
     y = inv[1, 0] * grid[None, :] + inv[1, 1] * grid[:, None] + inv[1, 2]
-    return (x >= x0 - 0.5) & (x <= x1 - 0.5) & (y >= y0 - 0.5) & (y <= y1 - 0.5)
+    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
 
 
 def _ffhq_unit_landmarks() -> np.ndarray:

@@ -22,6 +22,11 @@ class Face:
     valid: np.ndarray | None = None  # (S, S) bool: crop pixels that come from the image (faces/align.py)
 
     @property
+    def mask(self) -> np.ndarray:
+        """``valid``, or a full mask when it is not known (a crop wholly inside its image)."""
+        return self.valid if self.valid is not None else np.ones(self.crop.shape[:2], bool)
+
+    @property
     def inside(self) -> float:
         """Share of the aligned crop that comes from the image (1.0 when it lies wholly inside)."""
         return float(self.valid.mean()) if self.valid is not None else 1.0
@@ -51,4 +56,4 @@ def valid_masks(faces: list[Face]) -> np.ndarray | None:
     None when every crop lies wholly inside its image (nothing to mask)."""
     if all(f.valid is None or f.valid.all() for f in faces):
         return None
-    return np.stack([f.valid if f.valid is not None else np.ones(f.crop.shape[:2], bool) for f in faces])
+    return np.stack([f.mask for f in faces])

@@ -154,7 +154,7 @@ def collect_faces(
                 skipped["not_scored"] += len(kept) - len(scored)
                 kept = scored
             crops += [f.crop for f in kept]
-            valid += [f.valid if f.valid is not None else np.ones(f.crop.shape[:2], bool) for f in kept]
+            valid += [f.mask for f in kept]
             face_files += [files[i]] * len(kept)
     empty = np.zeros((0, config.crop_size, config.crop_size, 3), np.uint8)
     return _stack(crops, empty), face_files, files, skipped, _stack(valid, np.zeros(empty.shape[:3], bool))

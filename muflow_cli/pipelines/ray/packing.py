@@ -30,7 +30,7 @@ def pack_faces(results: list[FileFaces]) -> bytes:
         "det_scores": np.array([f.det_score for f in faces], np.float64),
         "scales": np.array([f.scale for f in faces], np.float64),
         # the crop pixels inside the image (faces/align.py): a masked model scores only those
-        "valid": (np.stack([f.valid if f.valid is not None else np.ones(f.crop.shape[:2], bool) for f in faces]).astype(np.uint8)
+        "valid": (np.stack([f.mask for f in faces]).astype(np.uint8)
                   if faces else np.zeros((0, size, size), np.uint8)),
     }
     return save(arrays)
