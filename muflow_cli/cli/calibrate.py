@@ -25,6 +25,7 @@ def calibrate(
     engine: opt.EngineName = opt.ENGINE,
     batch_size: Optional[int] = opt.BATCH_SIZE,
     workers: int = opt.WORKERS,
+    strata: bool = opt.STRATA,
     quiet: bool = opt.QUIET,
     faces: FaceFinding = FaceFinding(),
 ) -> None:
@@ -33,7 +34,8 @@ def calibrate(
     from muflow_cli.pipelines.calibrate import CalibrateConfig
     from muflow_cli.pipelines.calibrate import calibrate as run_calibrate
 
-    config = CalibrateConfig(tail=tail, group_by=group_by, fpr=fpr, batch_size=batch_size, faces=faces, workers=workers)
+    config = CalibrateConfig(tail=tail, group_by=group_by, fpr=fpr, batch_size=batch_size, faces=faces, workers=workers,
+                             strata=strata)
     config.check()
     check_output(output)
     check_paths(paths)
@@ -50,5 +52,6 @@ def calibrate(
         ("calibration faces (before → now)", f"{report.previous_faces} → {report.faces}"),
         (f"{group_by}s", report.groups), ("smallest p-value", f"{report.min_p:.4f}"),
         ("held-out false-positive rate", held),
+        ("calibration strata", ", ".join(f"{k} {v}" for k, v in report.strata.items()) or "none (pooled)"),
     ])
     err.print(f"scan with it: muflow scan PHOTOS --model {output}", highlight=False)

@@ -138,20 +138,24 @@ def faces_table(df, roots: list[Path], limit: int = 50) -> None:
         out.print(f"… {len(df) - limit} more rows: write them with --csv/--parquet/--jsonl")
 
 
-def scan_summary(counts: dict[str, int], rule: str, written: list[Path], provenance: dict[str, int] | None = None) -> None:
+def scan_summary(counts: dict[str, int], rule: str, written: list[Path], provenance: dict[str, int] | None = None,
+                 rate: str | None = None) -> None:
     """The counts of a scan; with ``provenance`` (files per kind), those too, in a section of their own: what
     the files say about themselves is shown beside the verdicts, not among them."""
     t = Table(title="muflow scan", show_header=False)
     t.add_column("what")
     t.add_column("count", justify="right")
-    for k in ("files", "faces", "flagged", "no_face", "errors"):
-        t.add_row(k.replace("_", " "), str(counts[k]), style="bold red" if k == "flagged" and counts[k] else None)
+    for k in ("files", "faces", "flagged", "inconclusive", "no_face", "errors"):
+        if k in counts:
+            t.add_row(k.replace("_", " "), str(counts[k]), style="bold red" if k == "flagged" and counts[k] else None)
     if provenance:
         t.add_section()
         for kind, n in provenance.items():
             t.add_row(f"provenance: {kind}", str(n))
     err.print(t)
     err.print(rule, highlight=False)
+    if rate:
+        err.print(rate, highlight=False)
     if provenance:
         err.print(PROVENANCE_NOTE, highlight=False)
     for p in written:

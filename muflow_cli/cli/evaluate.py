@@ -16,7 +16,7 @@ from muflow_cli.progress import stdout as out
 
 # Headline columns of the eval table that fit 80 columns; the rest show on wider terminals (all are in metrics.json).
 EVAL_HEADLINE = ("perturbation", "fakes", "n real/fake", "AUC [95% CI]", "TPR@thr", "FPR@thr", "fakes score")
-EVAL_WIDE = ("AP", "EER", "acc@thr", "TPR@1%", "TPR@5%")
+EVAL_WIDE = ("AP", "EER", "acc@thr", "coverage r/f", "TPR@1%", "TPR@5%")
 
 
 @opt.face_finding
@@ -25,7 +25,7 @@ def evaluate(
     fake: list[str] = typer.Option(..., "--fake", help="Folder of fake images, NAME=DIR or DIR (repeatable)."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for metrics.json, scores.csv and plots."),
     model: Optional[Path] = opt.MODEL,
-    perturb: list[str] = typer.Option([], "--perturb", help="jpeg:Q, resize:F, blur:SIGMA, noise:SIGMA or flip (repeatable); clean is always measured."),
+    perturb: list[str] = typer.Option([], "--perturb", help="jpeg:Q, webp:Q, resize:F (down and up), scale:F (down), blur:SIGMA, noise:SIGMA or flip (repeatable); clean is always measured."),
     fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="The model's operating point for accuracy and TPR at threshold."),
     tail: Optional[opt.Tail] = opt.TAIL,
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for 95 % intervals (0: none)."),
@@ -34,6 +34,7 @@ def evaluate(
     engine: opt.EngineName = opt.ENGINE,
     batch_size: Optional[int] = opt.BATCH_SIZE,
     provenance: bool = opt.PROVENANCE,
+    parts: bool = typer.Option(False, "--parts", help="Also the score's parts per face (face-level Gaussian, residual, log-determinant: columns part_* in scores.csv) and each part's AUC (torch; slower)."),
     quiet: bool = opt.QUIET,
     faces: FaceFinding = FaceFinding(),
 ) -> None:
@@ -51,7 +52,7 @@ def evaluate(
     for name, path in reals + fakes:
         if not path.exists():
             fail(f"no such folder: {path} ({name})", 2)
-    config = EvalConfig(fpr=fpr, tail=tail, bootstrap=bootstrap, seed=seed, batch_size=batch_size, faces=faces, provenance=provenance)
+    config = EvalConfig(fpr=fpr, tail=tail, bootstrap=bootstrap, seed=seed, batch_size=batch_size, faces=faces, provenance=provenance, parts=parts)
     config.check()
     det = load_model(model, device, None, engine)
     scores, metrics = evaluate(reals, fakes, det, perts, config, progress=not quiet)
@@ -69,6 +70,10 @@ def evaluate(
     for m in metrics:
         t.add_row(*(_cells(m)[c] for c in columns))
     out.print(t)
+    if parts:
+        for m in metrics:
+            aucs = ", ".join(f"{k.removeprefix('auc_part_')} {m[k]:.3f}" for k in m if k.startswith("auc_part_"))
+            err.print(f"AUC of each part alone ({m['perturbation']}, {m['fake_source']}): {aucs or 'not measured'}", highlight=False)
     for row in by_source:
         kinds = ", ".join(f"{k} {n}" for k, n in row["files"].items())
         err.print(f"provenance of the {row['label']} files of {row['source']}: {kinds}", highlight=False, soft_wrap=True)
@@ -89,5 +94,6 @@ def _cells(m: dict) -> dict[str, str]:
     auc = (f"{m['auc']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")) if "auc" in m else "–"
     return {"perturbation": m["perturbation"], "fakes": m["fake_source"], "n real/fake": f"{m['n_real']}/{m['n_fake']}",
             "AUC [95% CI]": auc, "AP": f("ap"), "EER": f("eer"), "TPR@thr": f("tpr_at_threshold"),
-            "FPR@thr": f("fpr_at_threshold"), "acc@thr": f("accuracy_at_threshold"), "TPR@1%": f("tpr_at_fpr_1"),
+            "FPR@thr": f("fpr_at_threshold"), "acc@thr": f("accuracy_at_threshold"),
+            "coverage r/f": f"{f('coverage_real')}/{f('coverage_fake')}", "TPR@1%": f("tpr_at_fpr_1"),
             "TPR@5%": f("tpr_at_fpr_5"), "fakes score": m["fakes_side"]}

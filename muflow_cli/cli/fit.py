@@ -42,6 +42,7 @@ def fit(
     cache: opt.CachePlace = typer.Option("auto", "--cache", help="Feature cache: auto (RAM up to half the free memory, else disk), memory or disk."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder for an on-disk feature cache (default: the system's temporary folder)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted fit (same arguments) from its last finished stage and epoch, kept beside the output."),
+    strata: bool = opt.STRATA,
     html_report: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report of the model: average and fit faces, loss per epoch, calibration."),
     quiet: bool = opt.QUIET,
     faces: FaceFinding = FaceFinding(),
@@ -55,7 +56,7 @@ def fit(
         crop_size=crop_size, faces=faces, backbone=backbone, backbone_weights=backbone_weights, download_backbone=download_backbone,
         flow=FlowConfig(steps=steps), k=k, averages=averages, calibration_fraction=calibration_fraction, group_by=group_by,
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, tail=tail, device=device, cache=cache, cache_dir=cache_dir,
-        augment=augment, framings=framings, precision=precision,
+        augment=augment, framings=framings, precision=precision, strata=strata,
     )
     config.check()
     if not paths and files_from is None:
@@ -102,6 +103,9 @@ def fit(
         ("p-value tail", report.tail + ("" if config.tail != "auto" else " (auto: too few held-out faces to probe)"
                                         if report.tail_probe_auc != report.tail_probe_auc else
                                         f" (auto: smooth copies of the held-out reals score above them with AUC {report.tail_probe_auc:.2f})")),
+        ("forward check", "not measured (too few held-out faces)" if report.forward_fpr is None else
+         f"{report.forward_fpr:.1%} of {report.forward_faces} later held-out faces flagged at 0.05"),
+        ("calibration strata", ", ".join(f"{k} {v}" for k, v in report.strata.items()) or "none (pooled)"),
         ("feature cache", f"{report.cache['bytes'] / 2**20:.0f} MiB in {report.cache['where']}"),
         ("time", " ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())),
     ])

@@ -39,6 +39,9 @@ HTML_HELP = ("Write an HTML report: NAME.html is one self-contained file (for a 
 # -- single options shared by several commands -------------------------------------------------
 MODEL = typer.Option(None, "--model", "-m", help="Model bundle; default: the bundled demo model.")
 FPR = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="False-positive rate on real faces for the verdict.")
+FDR = typer.Option(None, "--fdr", min=1e-6, max=0.999999, help="Flag by Benjamini-Hochberg over the whole run instead: at most this share of the flagged faces are expected to be real.")
+STABILITY = typer.Option(True, "--stability/--no-stability", help="Re-score faces near the threshold after a JPEG 90 round trip; a verdict that flips is inconclusive.")
+STRATA = typer.Option(True, "--strata/--no-strata", help="Also calibrate per processing: the calibration photos re-saved (JPEG 95/75/50) and shrunk, scored again (minutes).")
 TAIL = typer.Option(None, "--tail", help="p-value tail: two (flags atypically high or low scores) or upper; default: the model's.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda[:N].")
 ENGINE = typer.Option("auto", "--engine", help="Scoring engine: auto (ONNX Runtime on CPU, checked against torch; torch on CUDA), torch or onnx.")

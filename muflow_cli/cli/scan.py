@@ -31,6 +31,8 @@ def scan(
     paths: Optional[list[str]] = typer.Argument(None, help="Image files or folders (searched recursively); with --ray also s3://, gs://… URIs."),
     model: Optional[Path] = opt.MODEL,
     fpr: float = opt.FPR,
+    fdr: Optional[float] = opt.FDR,
+    stability: bool = opt.STABILITY,
     tail: Optional[opt.Tail] = opt.TAIL,
     device: str = opt.DEVICE,
     engine: opt.EngineName = opt.ENGINE,
@@ -54,10 +56,13 @@ def scan(
         fail("give image files or folders to scan, or --files-from LIST", 2)
     listed = read_files_from(files_from)
     config = ScanConfig(fpr=fpr, tail=tail, batch_size=batch_size, faces=faces, chunk_files=chunk_files or 16,
-                        visuals=outputs.html is not None, workers=workers, provenance=provenance)
+                        visuals=outputs.html is not None, workers=workers, provenance=provenance, stability=stability,
+                        fdr=fdr)
     if ray_at is not None:
         from muflow_cli.pipelines.ray.driver import DEFAULT_PART_FILES
 
+        if fdr is not None:
+            fail("--fdr needs every p-value of the run at once; with --ray, read the parts and apply it (muflow_cli.pipelines.verdicts.apply_fdr)", 2)
         config.chunk_files = chunk_files or DEFAULT_PART_FILES
         return _ray_scan(paths or [], listed, ray_at, outputs, model, backbone_weights, device, engine, quiet, ray_actors,
                          ray_scorers, config)
@@ -107,8 +112,10 @@ def _local_scan(roots: list[Path], listed: list[str], files_from: Path | None, o
         return
     if not (tables or outputs.html):
         faces_table(df, roots)
-    scan_summary(summarize(df), det.calibration.describe(config.fpr, config.tail), written,
-                 provenance_counts(df) if config.provenance else None)
+    counts = summarize(df)
+    scan_summary(counts, det.calibration.describe(config.fpr, config.tail), written,
+                 provenance_counts(df) if config.provenance else None,
+                 det.calibration.rate_note(config.fpr, counts["faces"], config.tail, config.fdr))
     domain_warning(det, df["p_value"].dropna().to_numpy(float), config.fpr, config.tail, model)
     if model is None:
         err.print(

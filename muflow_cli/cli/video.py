@@ -34,6 +34,7 @@ def video(
     fps: float = typer.Option(1.0, "--fps", min=0.001, help="Frames sampled per second of video time."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Sample N evenly spaced frames instead of --fps."),
     fpr: float = opt.FPR,
+    fdr: Optional[float] = opt.FDR,
     tail: Optional[opt.Tail] = opt.TAIL,
     max_gap: int = typer.Option(2, "--max-gap", min=0, help="Samples a face may be missing before its track ends."),
     save_faces: Optional[Path] = typer.Option(None, "--save-faces", help="Write each track's first, middle and worst face crop here."),
@@ -56,7 +57,7 @@ def video(
     except ValueError as exc:
         fail(str(exc), 2)
     config = VideoConfig(fps=fps, frames=frames, fpr=fpr, tail=tail, batch_size=batch_size, faces=faces, max_gap=max_gap,
-                         save_faces=save_faces, provenance=provenance)
+                         save_faces=save_faces, provenance=provenance, fdr=fdr)
     config.check()
     if resume and not outputs:
         fail("--resume needs an output file (--csv or --tracks): the run's journal lives beside it", 2)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from muflow_cli.inputs.compression import Compression
 from muflow_cli.inputs.provenance import Provenance
 
 
@@ -49,6 +50,7 @@ class FileFaces:
     image_size: tuple[int, int] | None = None  # (width, height)
     image: np.ndarray | None = None  # the decoded RGB pixels, when asked for
     provenance: Provenance | None = None  # what the file says about itself (None: not read)
+    compression: Compression | None = None  # what its header says of its compression (None: not read)
 
 
 def valid_masks(faces: list[Face]) -> np.ndarray | None:

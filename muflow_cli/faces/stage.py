@@ -15,7 +15,7 @@ from muflow_cli.faces.align import aligned_face
 from muflow_cli.faces.detect import FaceDetector
 from muflow_cli.faces.face import Face, FileFaces
 from muflow_cli.faces.options import FaceFinding
-from muflow_cli.inputs.images import ImageReadError, read_image_file
+from muflow_cli.inputs.images import ImageReadError, read_image_record
 
 NO_FACE = "no face found"
 NO_FACE_CROP = "no face found (if each image is one aligned face crop, use --aligned)"
@@ -52,21 +52,23 @@ def faces_in_file(
     seconds) also reads what the file says about itself, from the same bytes (inputs/provenance.py).
     """
     try:
-        image, prov = read_image_file(path, provenance=provenance)
+        record = read_image_record(path, provenance=provenance)
     except ImageReadError as exc:
         return FileFaces(path, exc.status, exc.message, provenance=exc.provenance)
+    image, prov, comp = record.pixels, record.provenance, record.compression
     if transform is not None:
         image = transform(image, str(path))
+        comp = getattr(transform, "compression", lambda c: c)(comp)  # a re-encoding perturbation says what it made
     try:
         faces = faces_in_image(image, detector, finding, size, context)
     except Exception as exc:  # a detector failure on one odd image must not stop a scan
         return FileFaces(path, "error", f"face detection failed: {type(exc).__name__}: {exc}", image_size=image.shape[1::-1],
-                         provenance=prov)
+                         provenance=prov, compression=comp)
     kept = image if keep_image else None
     if not faces:
         message = NO_FACE_CROP if _looks_like_a_crop(image.shape[1], image.shape[0]) else NO_FACE
-        return FileFaces(path, "no_face", message, [], image.shape[1::-1], kept, prov)
-    return FileFaces(path, "ok", "", faces, image.shape[1::-1], kept, prov)
+        return FileFaces(path, "no_face", message, [], image.shape[1::-1], kept, prov, comp)
+    return FileFaces(path, "ok", "", faces, image.shape[1::-1], kept, prov, comp)
 
 
 MAX_WORKERS = 8

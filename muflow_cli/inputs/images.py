@@ -12,6 +12,7 @@ import io
 import os
 import stat
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from muflow_cli.errors import MuflowError
+from muflow_cli.inputs.compression import Compression, compression_of
 from muflow_cli.inputs.files import walk_files
 from muflow_cli.inputs.provenance import Provenance, read_provenance
 
@@ -89,19 +91,35 @@ def read_image(path: Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> np.ndarra
     cannot hang the read either. ``path`` may also be an in-memory file (``io.BytesIO``: bytes a Ray
     reader fetched from object storage), decoded by the same rules, so its row says what a local
     scan would."""
-    return read_image_file(path, max_pixels)[0]
+    return read_image_record(path, max_pixels).pixels
 
 
 def read_image_file(path: Path | BinaryIO, max_pixels: int = MAX_PIXELS,
                     provenance: float | None = None) -> tuple[np.ndarray, Provenance | None]:
-    """(pixels, provenance) of one file: :func:`read_image`'s pixels and, when ``provenance`` (a time cap in
-    seconds) is given, what the file says about itself (provenance.read_provenance), read from the bytes
-    the decoder reads, so the file is read once. A file that cannot be decoded raises ImageReadError as
-    read_image does, with its provenance attached when its bytes were read (a C2PA manifest or a label
+    """(pixels, provenance) of one file: :func:`read_image_record` without the compression."""
+    record = read_image_record(path, max_pixels, provenance)
+    return record.pixels, record.provenance
+
+
+@dataclass
+class DecodedImage:
+    """A file's pixels and what its bytes say: provenance (None: not read) and compression (its header)."""
+
+    pixels: np.ndarray
+    provenance: Provenance | None
+    compression: Compression
+
+
+def read_image_record(path: Path | BinaryIO, max_pixels: int = MAX_PIXELS, provenance: float | None = None) -> DecodedImage:
+    """:func:`read_image`'s pixels, the file's compression (inputs/compression.py) and, when ``provenance``
+    (a time cap in seconds) is given, what the file says about itself (provenance.read_provenance), read from
+    the bytes the decoder reads, so the file is read once. A file that cannot be decoded raises ImageReadError
+    as read_image does, with its provenance attached when its bytes were read (a C2PA manifest or a label
     says something even of an image Pillow cannot decode)."""
     if isinstance(path, io.BytesIO):
         if provenance is None:
-            return _decode(path, path.getbuffer().nbytes, max_pixels), None
+            rgb, comp = _decode(path, path.getbuffer().nbytes, max_pixels)
+            return DecodedImage(rgb, None, comp)
         return _decode_held(path.getvalue(), max_pixels, provenance)  # getvalue() shares the bytes it was made from
     try:
         kind = special_file(path)
@@ -118,37 +136,43 @@ def read_image_file(path: Path | BinaryIO, max_pixels: int = MAX_PIXELS,
         if kind is not None:
             raise ImageReadError("unreadable", f"not a regular file: {kind}")
         if provenance is None:
-            return _decode(fh, st.st_size, max_pixels), None
+            rgb, comp = _decode(fh, st.st_size, max_pixels)
+            return DecodedImage(rgb, None, comp)
         if st.st_size <= HOLD_BYTES:
             data = fh.read()
         else:
             try:
-                rgb = _decode(fh, st.st_size, max_pixels)
+                rgb, comp = _decode(fh, st.st_size, max_pixels)
             except ImageReadError as exc:
                 exc.provenance = read_provenance(path, provenance)
                 raise
-            return rgb, read_provenance(path, provenance)
+            return DecodedImage(rgb, read_provenance(path, provenance), comp)
     return _decode_held(data, max_pixels, provenance)
 
 
-def _decode_held(data: bytes, max_pixels: int, time_cap: float) -> tuple[np.ndarray, Provenance]:
-    """Pixels and provenance of a file's bytes held in memory."""
+def _decode_held(data: bytes, max_pixels: int, time_cap: float) -> DecodedImage:
+    """Pixels, provenance and compression of a file's bytes held in memory."""
     try:
-        rgb = _decode(io.BytesIO(data), len(data), max_pixels)
+        rgb, comp = _decode(io.BytesIO(data), len(data), max_pixels)
     except ImageReadError as exc:
         exc.provenance = read_provenance(data, time_cap)
         raise
-    return rgb, read_provenance(data, time_cap)
+    return DecodedImage(rgb, read_provenance(data, time_cap), comp)
 
 
-def _decode(fh, size: int, max_pixels: int) -> np.ndarray:
+def _decode(fh, size: int, max_pixels: int) -> tuple[np.ndarray, Compression]:
+    """(pixels, compression) of an open file, or ImageReadError."""
     try:
+        start = fh.tell()
+        head = fh.read(256)  # a WebP's first chunks (lossy or lossless); the header Pillow reads anyway
+        fh.seek(start)
         with Image.open(fh) as im:
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageReadError("too_large", f"{w}x{h} pixels is above the limit of {max_pixels:,}")
+            comp = compression_of(im, head)
             im = ImageOps.exif_transpose(im)  # first frame of animations
-            return _to_rgb8(im)
+            return _to_rgb8(im), comp
     except ImageReadError:
         raise
     except UnidentifiedImageError:

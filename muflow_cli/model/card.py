@@ -78,6 +78,14 @@ class CalibrationInfo:
     group_by: str | None = None
     date: str | None = None
     tail_probe_auc: float | None = None  # fit --tail auto: P[a smooth copy of a held-out real scores higher]; None: not probed
+    # Calibration faces per processing stratum (stats/strata.py), by name; empty: one pooled stratum (older models)
+    strata: dict[str, int] = field(default_factory=dict)
+    strata_sources: int = 0  # photos re-processed to fill the strata
+    # The forward check (pipelines/drift.py): calibrated on the earlier part of the held-out faces, the share of
+    # the later part flagged at forward_at; None: not measured (too few faces, or calibrated before it existed)
+    forward_fpr: float | None = None
+    forward_faces: int = 0
+    forward_at: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -174,6 +182,8 @@ class ModelCard:
             ("calibration", calibrated),
             ("p-values", ("two-sided" if c.tail == "two" else "upper tail") + " by default; the smallest is " + (f"{min_p:.4f}" if c.faces else "unknown")
              + ("" if c.tail_probe_auc is None else f"; tail chosen by the smooth-copy probe (AUC {c.tail_probe_auc:.2f})")),
+            *((("strata", strata_text(c)),) if c.strata else ()),
+            *((("drift", forward_text(c)),) if c.forward_fpr is not None else ()),
             *(("caution", text) for text in cautions),
         ]
 
@@ -199,6 +209,22 @@ class ModelCard:
             muflow_version=d.get("muflow_version", ""),
             format=int(d.get("format", FORMAT_VERSION)),
         )
+
+
+def strata_text(c: CalibrationInfo) -> str:
+    """The processing strata in words (``muflow info``, the fit and calibrate summaries)."""
+    from muflow_cli.stats.strata import MIN_STRATUM_FACES
+
+    cells = ", ".join(f"{k} {v}" for k, v in c.strata.items())
+    usable = sum(v >= MIN_STRATUM_FACES for v in c.strata.values())
+    return (f"p-values against calibration faces processed like the scanned face: {usable} of {len(c.strata)} strata "
+            f"hold {MIN_STRATUM_FACES}+ faces ({cells}; copies of {c.strata_sources} photos)")
+
+
+def forward_text(c: CalibrationInfo) -> str:
+    """The forward check in words: what a user should expect on faces later than the calibration."""
+    return (f"on later faces of the same footage or photo sets this model flags about {c.forward_fpr:.0%} of reals at "
+            f"{c.forward_at:g} (forward check: calibrated on the earlier held-out faces, {c.forward_faces} later ones scored)")
 
 
 def _names(cls) -> set[str]:

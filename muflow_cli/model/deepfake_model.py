@@ -22,6 +22,7 @@ from muflow_cli.model.engines.base import ScoringEngine, check_engine_name
 from muflow_cli.model.engines.choose import CachedGraph, build_engine, find_cached_graph
 from muflow_cli.nn.config import MIN_INSIDE, FlowConfig
 from muflow_cli.stats.calibration import Calibration
+from muflow_cli.stats.strata import Strata
 from muflow_cli.version import __version__
 from muflow_cli.weights import manifest, sha256_file, weight_path
 
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 
     from muflow_cli.nn.features import FeatureExtractor
     from muflow_cli.nn.flow_model import MuFlowModel
+
+
+# Calibration scores per processing stratum (stats/strata.py), as two flat tensors; absent in older bundles.
+STRATA_CODES, STRATA_SCORES = "calibration.strata.codes", "calibration.strata.scores"
 
 
 class _TorchParts:
@@ -192,9 +197,29 @@ class DeepfakeModel:
             res["maps"] = [np.concatenate([m[j] for m in maps]) for j in range(len(self.layer_names))]
         return res
 
-    def with_calibration(self, scores: np.ndarray, info: CalibrationInfo, card: ModelCard | None = None) -> "DeepfakeModel":
-        """The same flows (shared, not copied, engine included) with new calibration scores and card."""
-        other = DeepfakeModel(replace(card or self.card, calibration=info), None, None, Calibration(scores, info.tail))
+    def score_parts(self, crops: np.ndarray, valid: np.ndarray | None = None, batch_size: int = 32) -> dict[str, np.ndarray]:
+        """The score's parts per face (nn/nll.masked_layer_parts), each the mean over layers as the score is:
+        ``face`` (the average faces' Gaussian), ``residual``, ``logdet``; they sum to the score. Torch, on the
+        model's device: a diagnostic (``muflow eval --parts``), not the scan's hot path."""
+        import torch
+
+        from muflow_cli.model.engines.torch_engine import score_parts
+        from muflow_cli.nn.flow_model import PARTS
+
+        backbone, model = self._parts.get(self._device)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(crops), batch_size):
+                v = torch.from_numpy(np.asarray(valid[i:i + batch_size], np.uint8)).to(self._device) if valid is not None else None
+                out.append(score_parts(backbone, model, torch.from_numpy(np.asarray(crops[i:i + batch_size])).to(self._device), v).cpu().numpy())
+        parts = np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(PARTS), len(self.layer_names)))
+        return {name: parts[:, k].mean(1) for k, name in enumerate(PARTS)}
+
+    def with_calibration(self, scores: np.ndarray, info: CalibrationInfo, card: ModelCard | None = None,
+                         strata: Strata | None = None) -> "DeepfakeModel":
+        """The same flows (shared, not copied, engine included) with new calibration scores (and processing
+        strata: stats/strata.py; None: none) and card."""
+        other = DeepfakeModel(replace(card or self.card, calibration=info), None, None, Calibration(scores, info.tail, strata))
         other._parts, other.backbone_sha256 = self._parts, self.backbone_sha256
         other._device, other.engine_name, other._engine = self._device, self.engine_name, self._engine
         other._extras = dict(self._extras)
@@ -208,6 +233,9 @@ class DeepfakeModel:
         self.card = replace(self.card, muflow_version=__version__, format=FORMAT_VERSION)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors["calibration"] = torch.from_numpy(self.calibration.scores.copy())
+        if self.calibration.strata is not None:
+            codes, scores = self.calibration.strata.pairs()
+            tensors[STRATA_CODES], tensors[STRATA_SCORES] = torch.from_numpy(codes), torch.from_numpy(scores)
         tensors.update({k: v for k, v in self.extras.items() if k.startswith("report.")})
         self.tensors_sha256 = write_bundle(Path(path), self.card, tensors)
         return Path(path)
@@ -257,7 +285,8 @@ class DeepfakeModel:
                 raise ModelError(f"{path} does not match its card: {exc}") from None
             return backbone, model
 
-        det = cls(card, None, None, Calibration(tensors["calibration"], card.calibration.tail), sha)
+        strata = Strata.from_pairs(tensors[STRATA_CODES], tensors[STRATA_SCORES]) if STRATA_CODES in tensors else None
+        det = cls(card, None, None, Calibration(tensors["calibration"], card.calibration.tail, strata), sha)
         det._parts = _TorchParts(build=build)
         det.backbone_sha256 = pinned
         det._extras = {k: v for k, v in tensors.items() if k.startswith("report.")}

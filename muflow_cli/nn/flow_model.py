@@ -7,8 +7,10 @@ from torch import nn
 
 from muflow_cli.nn.config import FlowConfig
 from muflow_cli.nn.flow import FastFlow
-from muflow_cli.nn.nll import layer_nll, masked_layer_nll, masked_residual_map, residual_map
+from muflow_cli.nn.nll import layer_nll, masked_layer_nll, masked_layer_parts, masked_residual_map, residual_map
 from muflow_cli.nn.target import GaussianTarget
+
+PARTS = ("face", "residual", "logdet")  # the score's parts (parts()), in the order they are returned
 
 
 class MuFlowModel(nn.Module):
@@ -47,3 +49,12 @@ class MuFlowModel(nn.Module):
         if with_maps:
             out["maps"] = maps
         return out
+
+    def parts(self, feats: list[torch.Tensor], masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, 3, L): per layer, the score's parts (nn/nll.masked_layer_parts, PARTS order); they sum to ``layers``."""
+        out = []
+        for i, (x, flow, target) in enumerate(zip(feats, self.flows, self.targets)):
+            z, log_det = flow(x.float(), per_position=True)
+            mask = masks[i].to(z.dtype) if masks is not None else torch.ones_like(z[:, :1])
+            out.append(torch.stack(masked_layer_parts(z.float(), log_det.float(), target, mask), dim=1))
+        return torch.stack(out, dim=2)

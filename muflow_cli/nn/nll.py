@@ -53,14 +53,24 @@ def residual_map(z: torch.Tensor) -> torch.Tensor:
 
 def masked_layer_nll(z: torch.Tensor, log_det_map: torch.Tensor, target: GaussianTarget, mask: torch.Tensor) -> torch.Tensor:
     """:func:`layer_nll` over the positions of ``mask`` (B, 1, H, W); ``log_det_map`` (B, H, W) per position."""
+    face, residual, log_det = masked_layer_parts(z, log_det_map, target, mask)
+    return face + residual + log_det
+
+
+def masked_layer_parts(z: torch.Tensor, log_det_map: torch.Tensor, target: GaussianTarget,
+                       mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three parts of :func:`masked_layer_nll`, each (B,) in nats per dimension, summing to it: the face-level
+    Gaussian term of the average faces, the per-position residual (with its normal constant), and minus the flow's
+    log-determinant. They answer different questions (docs/method.md, "The score's parts"), so they are
+    reported apart for diagnosis (``muflow eval --parts``)."""
     c, hw = z.shape[1], z.shape[2] * z.shape[3]
     n = mask.sum(dim=(1, 2, 3)).clamp_min(1.0)
     m = (z * mask).sum(dim=(2, 3)) / n[:, None]
     r = (z - m[:, :, None, None]) * mask
     face = (-target.log_prob(m) + 0.5 * c * math.log(hw) - 0.5 * c * math.log(2 * math.pi)) / (c * hw)
-    positions = (0.5 * r.pow(2).flatten(1).sum(1) + 0.5 * c * math.log(2 * math.pi) * n
-                 - (log_det_map * mask[:, 0]).sum(dim=(1, 2))) / (c * n)
-    return face + positions
+    residual = (0.5 * r.pow(2).flatten(1).sum(1) + 0.5 * c * math.log(2 * math.pi) * n) / (c * n)
+    log_det = -(log_det_map * mask[:, 0]).sum(dim=(1, 2)) / (c * n)
+    return face, residual, log_det
 
 
 def masked_residual_map(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,7 @@ THUMB = 112
 IMAGE_MAX = 480
 HEAT_MAX = 1.5
 JPEG_QUALITY = 85
-COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74)}  # RGB
+COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74), "inconclusive": (217, 119, 6)}  # RGB
 
 # One self-contained file while it stays light enough to open and to mail: at most this many
 # faces (table rows with pictures) and this many bytes of pictures (+33 % as base64). Past it

@@ -24,10 +24,12 @@ import numpy as np
 from muflow_cli.errors import ConfigError, MuflowError
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.inputs.files import GROUP_BY
+from muflow_cli.inputs.images import iter_image_files
 from muflow_cli.model.card import CalibrationInfo
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.pipelines.grouping import face_groups
 from muflow_cli.pipelines.scan import ScanChunk, ScanConfig, scan
+from muflow_cli.pipelines.strata_calibration import with_strata
 from muflow_cli.stats.calibration import Calibration, check_fpr, check_tail
 from muflow_cli.stats.near_duplicates import Fingerprints, fingerprint
 
@@ -48,6 +50,7 @@ class CalibrateConfig:
     faces: FaceFinding = field(default_factory=FaceFinding)  # None fields: the model's
     batch_size: int | None = None
     workers: int = 0
+    strata: bool = True  # also calibrate per processing stratum (the photos re-saved and shrunk: pipelines/strata_calibration.py)
 
     def check(self) -> None:
         check_tail(self.tail)
@@ -69,6 +72,7 @@ class CalibrateReport:
     min_p: float = float("nan")
     heldout_fpr: float | None = None  # share of held-out faces flagged at config.fpr (None: too few groups)
     heldout_faces: int = 0
+    strata: dict[str, int] = field(default_factory=dict)  # calibration faces per processing stratum
     warnings: list[str] = field(default_factory=list)
 
 
@@ -107,7 +111,7 @@ def calibrate(
             found = fingerprint(chunk.crops)
             prints.update((key, found[i:i + 1]) for i, key in enumerate(faces))
 
-    scan_config = ScanConfig(batch_size=config.batch_size, faces=config.faces, workers=config.workers)
+    scan_config = ScanConfig(batch_size=config.batch_size, faces=config.faces, workers=config.workers, stability=False)
     table = scan(paths, model, scan_config, progress=progress, observer=keep_prints)
     report = CalibrateReport(files=int(table["file"].nunique()), previous_faces=len(model.calibration))
     ok = table[table["status"] == "ok"]
@@ -140,6 +144,10 @@ def calibrate(
                            date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            tail_probe_auc=model.card.calibration.tail_probe_auc if tail == model.calibration.tail else None)
     new = model.with_calibration(scores, info)
+    if config.strata:
+        new = with_strata(new, list(iter_image_files(paths)), config.faces, config.min_face_px, config.batch_size or 16,
+                          config.workers, progress)
+    report.strata = dict(new.card.calibration.strata)
     report.min_p = new.calibration.min_p()
     if report.min_p > config.fpr:
         report.warnings.append(f"only {report.faces} faces: the smallest p-value is {report.min_p:.3f}, "

@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from muflow_cli.errors import ConfigError
+from muflow_cli.faces.face import valid_masks
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.inputs.perturb import Perturbation
 from muflow_cli.model.deepfake_model import DeepfakeModel
@@ -33,6 +34,7 @@ class EvalConfig:
     batch_size: int | None = None  # None: by device
     faces: FaceFinding = field(default_factory=FaceFinding)  # None fields: the model's
     provenance: bool = True  # read each file's provenance (once, on the clean run; perturbations change pixels, not files)
+    parts: bool = False  # also the score's parts per face (part_face, part_residual, part_logdet; torch) and their AUCs
 
     def check(self) -> None:
         check_fpr(self.fpr)
@@ -95,11 +97,19 @@ def source_metrics(reals: pd.DataFrame, fakes: pd.DataFrame, fpr: float, n_boot:
     if len(reals) and len(fakes):
         out.update(curve_metrics(y, score))
         out["auc_decision"] = float(roc_auc_score(y, decision))
+        for part in PART_COLUMNS:  # each part alone, higher = fake (with --parts)
+            if part in reals and part in fakes:
+                out[f"auc_{part}"] = float(roc_auc_score(y, np.r_[reals[part], fakes[part]].astype(float)))
         if n_boot:
             out["ci95"] = bootstrap_ci(y, score, n_boot, rng)
     out["tpr_at_threshold"] = float(flagged[y == 1].mean()) if len(fakes) else float("nan")
     out["fpr_at_threshold"] = float(flagged[y == 0].mean()) if len(reals) else float("nan")
     out["accuracy_at_threshold"] = float(((flagged == (y == 1))).mean()) if len(y) else float("nan")
+    # An inconclusive face counts as not flagged above; here, how often a verdict was given, and how good it was.
+    conclusive = np.r_[reals["verdict"] != "inconclusive", fakes["verdict"] != "inconclusive"].astype(bool)
+    out["coverage_real"] = float(conclusive[y == 0].mean()) if len(reals) else float("nan")
+    out["coverage_fake"] = float(conclusive[y == 1].mean()) if len(fakes) else float("nan")
+    out["accuracy_conclusive"] = float((flagged == (y == 1))[conclusive].mean()) if conclusive.any() else float("nan")
     out["nominal_fpr"] = fpr
     return out
 
@@ -127,7 +137,13 @@ def evaluate(
                                  provenance=config.provenance and clean)
         for label, sources in ((0, reals), (1, fakes)):
             for name, path in sources:
-                df = scan([path], model, scan_config, progress=progress, transform=pert)
+                found: dict[tuple[str, int], np.ndarray] = {}
+                observer = (lambda chunk, found=found: _keep_parts(model, chunk, found)) if config.parts else None
+                df = scan([path], model, scan_config, progress=progress, transform=pert, observer=observer)
+                if config.parts:
+                    keys = list(zip(df["file"].astype(str), df["face"].fillna(-1).astype(int)))
+                    for k, part in enumerate(PART_COLUMNS):
+                        df[part] = pd.array([found[key][k] if key in found else np.nan for key in keys], dtype="Float64")
                 if clean:
                     first = df.drop_duplicates("file")
                     read.update(zip(first["file"], zip(first["provenance"], first["provenance_detail"])))
@@ -153,6 +169,21 @@ def evaluate(
             m.update(source_metrics(real_rows, fake_rows, config.fpr, config.bootstrap, rng))
             metrics.append(m)
     return scores, metrics
+
+
+PART_COLUMNS = ("part_face", "part_residual", "part_logdet")
+
+
+def _keep_parts(model: DeepfakeModel, chunk, found: dict) -> None:
+    """The score's parts of one scanned chunk's faces (DeepfakeModel.score_parts), by (file, face)."""
+    rows = [r for r in chunk.rows if r.get("face") is not None]
+    if not rows:
+        return None
+    faces = [f for res in (chunk.files or []) if res.status == "ok" for f in res.faces]
+    parts = model.score_parts(np.stack(chunk.crops), valid_masks(faces) if faces else None)
+    for k, r in enumerate(rows):
+        found[(r["file"], int(r["face"]))] = [parts[p.removeprefix("part_")][k] for p in PART_COLUMNS]
+    return None
 
 
 def provenance_by_source(scores: pd.DataFrame) -> list[dict]:

@@ -29,10 +29,12 @@ from muflow_cli.pipelines.fit_checkpoint import FitCheckpoint, SavedFaces, fit_s
 from muflow_cli.pipelines.fit_config import MIN_FACES, FitConfig, FitError, FitReport, default_epochs, detector_spec
 from muflow_cli.pipelines.fit_stages import (
     Rows,
+    add_strata,
     announce,
     cache_features,
     calibrate_model,
     check_faces,
+    check_forward,
     fit_targets,
     hold_out,
     load_backbone,
@@ -75,7 +77,8 @@ def fit(
         if checkpoint is not None:
             checkpoint.save_faces(faces)
     report = FitReport(files=faces.files, skipped=faces.skipped, seconds={"faces": faces.seconds}, links=faces.links or {})
-    result = fit_crops(faces.crops, faces.groups, config, progress, report, notify, checkpoint, faces.order, faces.valid)
+    result = fit_crops(faces.crops, faces.groups, config, progress, report, notify, checkpoint, faces.order, faces.valid,
+                       faces.sources)
     if checkpoint is not None and not keep_checkpoint:
         checkpoint.remove()
     return result
@@ -91,10 +94,12 @@ def fit_crops(
     checkpoint: FitCheckpoint | None = None,
     order: np.ndarray | None = None,
     valid: np.ndarray | None = None,
+    sources: list[str] | None = None,
 ) -> tuple[DeepfakeModel, FitReport]:
     """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video;
     ``order``: each crop's place in time, for holding out the later part of sequences; None: as given;
-    ``valid``: (N, S, S) the crop pixels inside each photo, ``Face.valid``; None: all of them).
+    ``valid``: (N, S, S) the crop pixels inside each photo, ``Face.valid``; None: all of them;
+    ``sources``: the file of each crop, re-processed for the calibration strata; None: the crops themselves).
 
     ``checkpoint``: keeps the split, targets and epochs, and resumes from what it holds (fit() makes it)."""
     config.check()
@@ -117,7 +122,11 @@ def fit_crops(
         flows = train_flows(model_for(backbone, averaged.targets, config.flow, device), cache, config, report, rng,
                             device, progress, checkpoint)
     scorer, scores = calibrate_model(backbone, flows, split, config, report, device)
-    return make_bundle(scorer, scores, split, averaged, groups, config, report), report
+    check_forward(scores, group_ids[split.mask], None if order is None else np.asarray(order)[split.mask], report)
+    model = make_bundle(scorer, scores, split, averaged, groups, config, report)
+    if config.strata:
+        model = add_strata(model, split, sources, config, report, progress)
+    return model, report
 
 
 def gather_faces(paths: list[Path], config: FitConfig, progress: bool) -> SavedFaces:
@@ -127,7 +136,7 @@ def gather_faces(paths: list[Path], config: FitConfig, progress: bool) -> SavedF
     prints = fingerprint(crops) if config.group_by == "auto" else None
     groups, order, links = face_groups(face_files, config.group_by, prints)
     return SavedFaces(crops, groups, len(files), {k: v for k, v in skipped.items() if v}, time.perf_counter() - t0,
-                      order, links, valid)
+                      order, links, valid, [str(f) for f in face_files])
 
 
 def collect_faces(

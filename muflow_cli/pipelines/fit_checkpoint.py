@@ -57,6 +57,7 @@ class SavedFaces:
     order: np.ndarray | None = None  # (N,) capture order of each crop's file (None: as collected)
     links: dict[str, int] | None = None  # how the groups were made (stats/near_duplicates.Links)
     valid: np.ndarray | None = None  # (N, S, S) bool: crop pixels inside the photo (None: all of them)
+    sources: list[str] | None = None  # (N,) the file of each crop: calibration files are re-processed for the strata
 
 
 @dataclass
@@ -184,7 +185,7 @@ class FitCheckpoint:
 
         atomic_write(self.path / "faces.npz", write, fsync=True)
         _write_json(self.path / "faces.json", {"files": faces.files, "skipped": dict(faces.skipped), "seconds": faces.seconds,
-                                               "links": faces.links})
+                                               "links": faces.links, "sources": faces.sources})
 
     def load_faces(self) -> SavedFaces | None:
         """The collected faces, or None if that stage was not reached."""
@@ -194,7 +195,7 @@ class FitCheckpoint:
         with np.load(self.path / "faces.npz", allow_pickle=False) as z:
             valid = np.unpackbits(z["valid"], axis=-1, count=int(z["side"])).astype(bool) if "valid" in z else None
             return SavedFaces(z["crops"], z["groups"], int(meta["files"]), dict(meta["skipped"]), float(meta["seconds"]),
-                              z["order"], meta.get("links"), valid)
+                              z["order"], meta.get("links"), valid, meta.get("sources"))
 
     # -- (b) split, targets, averages sample ----------------------------------------
     def save_split(self, split: SavedSplit) -> None:

@@ -53,6 +53,9 @@ class FitConfig:
     masked: bool = True
     framings: int = 1
     data_note: str = ""  # free text about the fit data, kept in the card
+    # Calibrate per processing stratum (stats/strata.py): the calibration photos re-saved and shrunk over a grid
+    # and scored again (pipelines/strata_calibration.py); False: one pooled calibration, as before
+    strata: bool = True
 
     def check(self) -> None:
         """Every rule on the settings, checked before a single face is collected."""
@@ -96,6 +99,9 @@ class FitReport:
     calibration_mean: float = float("nan")
     tail: str = ""  # the tail stored in the model (FitConfig.tail, or what auto chose)
     tail_probe_auc: float = float("nan")  # auto: P[a smooth copy of a held-out real scores above a held-out real]
+    forward_fpr: float | None = None  # the forward check (stats/drift.py) at FORWARD_FPR; None: too few faces
+    forward_faces: int = 0
+    strata: dict[str, int] = field(default_factory=dict)  # calibration faces per processing stratum
     seconds: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # where the feature cache lived, and its size
     warnings: list[str] = field(default_factory=list)  # for the person who ran the fit (the CLI prints them)

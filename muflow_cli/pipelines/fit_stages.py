@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from muflow_cli.model.card import CalibrationInfo, CropSpec, TrainingInfo
+from muflow_cli.model.card import CalibrationInfo, CropSpec, TrainingInfo, forward_text
 from muflow_cli.model.deepfake_model import DeepfakeModel, new_card
 from muflow_cli.nn.augment import AugmentedRows, round_trip
 from muflow_cli.nn.averages import average_faces, default_average_plan
@@ -26,13 +26,16 @@ from muflow_cli.nn.flow_model import MuFlowModel
 from muflow_cli.nn.target import GaussianTarget
 from muflow_cli.pipelines.fit_checkpoint import FitCheckpoint, SavedSplit
 from muflow_cli.pipelines.fit_config import MIN_FACES, FitConfig, FitError, FitReport, default_epochs, detector_spec
+from muflow_cli.pipelines.strata_calibration import crops_as_files, with_strata
 from muflow_cli.progress import track
 from muflow_cli.stats.calibration import Calibration, calibration_cautions, choose_tail
+from muflow_cli.stats.drift import forward_rate
 from muflow_cli.stats.splits import TAIL_MIN, calibration_split
 
 # The tail probe's smooth copies: a 4x area-down, bicubic-up round trip of each held-out real, the
 # smoothest common "fake" (the in-domain benchmark's bicubic control; 4x is the GAN upscalers' factor).
 PROBE_DOWNSCALE = 4
+FORWARD_FPR = 0.05  # the rate the forward check measures (the stated rate users most often ask for)
 
 SAMPLE, SAMPLE_PX = 16, 64  # average faces and fit faces kept in the bundle for `muflow info --html`
 # Warned about: below ~100 calibration faces a 5 % threshold rests on 5 faces; below 5 groups, calibration
@@ -256,13 +259,42 @@ def make_bundle(scorer: DeepfakeModel, scores: np.ndarray, split: Split, average
     """The model to save: calibrated on ``scores``, its card saying how it was fitted, samples of the
     average and fit faces for `muflow info --html`; a warning when calibration is too small to say 'fake'."""
     calibration = CalibrationInfo(tail=report.tail, faces=len(scores), source="fit", group_by=config.group_by,
-                                  tail_probe_auc=None if np.isnan(report.tail_probe_auc) else round(report.tail_probe_auc, 4))
+                                  tail_probe_auc=None if np.isnan(report.tail_probe_auc) else round(report.tail_probe_auc, 4),
+                                  forward_fpr=report.forward_fpr, forward_faces=report.forward_faces, forward_at=FORWARD_FPR)
     detector = scorer.with_calibration(scores, calibration, replace(scorer.card, training=training_info(config, report, groups)))
     picks = np.linspace(0, len(split.fit) - 1, min(SAMPLE, len(split.fit)))
     face_sample = np.stack([thumbnail(split.fit[int(i)]) for i in picks])
     detector.extras = {"report.averages": torch.from_numpy(averaged.average_sample), "report.faces": torch.from_numpy(face_sample)}
     report.warnings += calibration_warnings(detector.calibration.min_p(), report)
     return detector
+
+
+def check_forward(scores: np.ndarray, groups: np.ndarray, order: np.ndarray | None, report: FitReport) -> None:
+    """The forward check (stats/drift.py) on the held-out faces: the rate at FORWARD_FPR on the later half of
+    them when the earlier half calibrates — per sequence when the later part of each was held out."""
+    found = forward_rate(scores, groups, order, report.split.get("kind") == "tails", FORWARD_FPR, report.tail)
+    if found is not None:
+        report.forward_fpr, report.forward_faces = round(found[0], 4), found[1]
+        if report.forward_fpr > 2 * FORWARD_FPR:
+            report.warnings.append(forward_text(CalibrationInfo(forward_fpr=report.forward_fpr, forward_faces=found[1]))
+                                   + f", not {FORWARD_FPR:g}: the footage drifts; calibrate on recent reals "
+                                   "(muflow calibrate) before scanning new material")
+
+
+def add_strata(model: DeepfakeModel, split: Split, sources: list[str] | None, config: FitConfig, report: FitReport,
+               progress: bool) -> DeepfakeModel:
+    """The model with calibration per processing stratum (pipelines/strata_calibration.py), built from the files
+    of the held-out faces (a crop's own pixels, as an aligned image, when the fit has no files)."""
+    t = time.perf_counter()
+    if sources is not None:
+        files = list(dict.fromkeys(sources[i] for i in np.flatnonzero(split.mask)))
+        finding = config.faces
+    else:
+        files, finding = crops_as_files(split.calibration), replace(config.faces, aligned="muflow")
+    model = with_strata(model, files, finding, config.min_face_px, config.batch_size, progress=progress)
+    report.strata = dict(model.card.calibration.strata)
+    report.seconds["strata"] = time.perf_counter() - t
+    return model
 
 
 def calibration_warnings(min_p: float, report: FitReport) -> list[str]:

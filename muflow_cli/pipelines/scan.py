@@ -40,8 +40,9 @@ from muflow_cli.model.device import default_batch_size
 from muflow_cli.pipelines.identity import run_settings
 from muflow_cli.pipelines.journal import ScanJournal, file_identity
 from muflow_cli.pipelines.schema import SMALL_FACE_PX, face_columns, layer_columns, provenance_columns, to_frame, unscored_message
+from muflow_cli.pipelines.verdicts import apply_fdr, jpeg_round_trip, judge
 from muflow_cli.progress import track
-from muflow_cli.stats.calibration import check_fpr, check_tail, verdict
+from muflow_cli.stats.calibration import check_fdr, check_fpr, check_tail
 
 
 @dataclass
@@ -54,6 +55,8 @@ class ScanConfig:
     visuals: bool = False  # keep decoded images and residual maps for the observer (HTML report)
     workers: int = 0  # detection threads, one image each; 0: one per CPU core (faces.default_workers)
     provenance: bool = True  # read what each file says about itself (the provenance columns); False: left empty
+    stability: bool = True  # re-score faces near the threshold after a JPEG 90 round trip; a flip: inconclusive
+    fdr: float | None = None  # the run's verdicts by Benjamini-Hochberg at this false discovery rate (stats/conformal.py)
 
     @property
     def provenance_cap(self) -> float | None:
@@ -63,6 +66,7 @@ class ScanConfig:
     def check(self) -> None:
         check_fpr(self.fpr)
         check_tail(self.tail)
+        check_fdr(self.fdr)
         if self.chunk_files < 1 or (self.batch_size is not None and self.batch_size < 1) or self.workers < 0:
             raise ConfigError("chunk_files and batch_size must be at least 1, workers at least 0")
         self.faces.check()
@@ -182,11 +186,13 @@ def score_chunk(index: int, results: list[FileFaces], shown: list[str], model: D
     face_rows: list[dict] = []
     crops: list[np.ndarray] = []
     faces: list[Face] = []
+    comps = []  # each face's file's compression: its calibration stratum
     for res, name in zip(results, shown):
         if res.status == "ok":
             new = _face_rows(res, name)
             face_rows += new
             faces += res.faces
+            comps += [res.compression] * len(res.faces)
             rows += new
         else:
             rows.append(_file_row(res, name))
@@ -194,16 +200,27 @@ def score_chunk(index: int, results: list[FileFaces], shown: list[str], model: D
     chunk = ScanChunk(index, rows, results, crops)
     if crops:
         batch = config.batch_size or default_batch_size(model.device_type)
-        out = model.score(np.stack(crops), batch_size=batch, with_maps=config.visuals, valid=valid_masks(faces))
-        pvals = model.calibration.p_values(out["score"], config.tail)
+        valid = valid_masks(faces)
+        out = model.score(np.stack(crops), batch_size=batch, with_maps=config.visuals, valid=valid)
+
+        def rescore(at: np.ndarray) -> np.ndarray:
+            again = jpeg_round_trip(np.stack([crops[i] for i in at]))
+            return model.score(again, batch_size=batch, valid=valid[at] if valid is not None else None)["score"]
+
+        judged = judge(model.calibration, out["score"], comps, [f.scale for f in faces],
+                       [f.size_px for f in faces], config.fpr, config.tail, model.card.training.min_face_px,
+                       rescore if config.stability else None)
         names = layer_columns(model.layer_names)
         for k, row in enumerate(face_rows):
             row["score"] = float(out["score"][k])
-            row["p_value"] = float(pvals[k])
-            row["verdict"] = verdict(pvals[k], config.fpr)
+            row["p_value"] = float(judged.p_value[k])
+            row["stratum"] = judged.stratum[k] or None
+            row["verdict"] = judged.verdict[k]
             row.update(zip(names, (float(v) for v in out["layers"][k])))
             if np.isnan(out["score"][k]):
                 row["message"] = unscored_message(faces[k])
+            elif judged.reason[k]:
+                row["message"] = "; ".join(m for m in (row["message"], judged.reason[k]) if m)
         chunk.maps = out.get("maps", [])
     return chunk
 
@@ -219,4 +236,5 @@ def scan(
 ) -> pd.DataFrame:
     """The whole scan as a table (see pipelines/schema.py SCHEMA for the columns)."""
     rows = list(iter_scan(paths, model, config, progress, journal, transform, observer))
-    return to_frame(rows, model.layer_names)
+    table = to_frame(rows, model.layer_names)
+    return apply_fdr(table, config.fdr) if config.fdr is not None else table

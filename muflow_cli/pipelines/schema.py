@@ -27,6 +27,8 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "image_width": ("Int64", "decoded width in pixels (after EXIF orientation)"),
     "image_height": ("Int64", "decoded height in pixels"),
     **PROVENANCE_SCHEMA,
+    "compression": ("string", "what the file's header says of its compression: jpeg 75 (quality estimated from its "
+                              "tables), png, webp lossy, ...; empty when not read"),
     "x1": ("Float64", "face box left, original pixels"),
     "y1": ("Float64", "face box top"),
     "x2": ("Float64", "face box right"),
@@ -38,8 +40,11 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "inside": ("Float64", "share of the face's aligned crop that lies inside the image (< 1: the crop reaches past its edge, "
                           "as for headshots; a masked model scores only that part, and none below 0.2)"),
     "score": ("Float64", "fakeness score: negative log-likelihood, nats per dimension, mean over layers"),
-    "p_value": ("Float64", "conformal p-value against the model's held-out real faces"),
-    "verdict": ("string", "fake if p_value <= fpr, else real; empty for file-level rows"),
+    "p_value": ("Float64", "conformal p-value against the model's held-out real faces processed like this face"),
+    "stratum": ("string", "the calibration stratum the p-value comes from (compression/enlargement, stats/strata.py); "
+                          "pooled for a model without strata"),
+    "verdict": ("string", "fake if p_value <= fpr (with --fdr: if the Benjamini-Hochberg rule rejects it), real, or "
+                          "inconclusive (the reason in message); empty for file-level rows"),
 }
 SMALL_FACE_PX = 64.0
 
@@ -56,6 +61,7 @@ VIDEO_FRAME_SCHEMA: dict[str, tuple[str, str]] = {
     **{k: SCHEMA[k] for k in _FACE_COLUMNS},
     "score": SCHEMA["score"],
     "p_value": SCHEMA["p_value"],
+    "stratum": SCHEMA["stratum"],
     "verdict": SCHEMA["verdict"],
 }
 TRACK_SCHEMA: dict[str, tuple[str, str]] = {
@@ -92,7 +98,8 @@ def face_columns(face: Face) -> dict[str, float]:
 def provenance_columns(res: FileFaces) -> dict[str, str | None]:
     """A file's provenance columns (empty when it was not read), on each of its rows."""
     p = res.provenance
-    return {"provenance": p.kind if p else None, "provenance_detail": p.detail if p else None}
+    return {"provenance": p.kind if p else None, "provenance_detail": p.detail if p else None,
+            "compression": res.compression.label if res.compression else None}
 
 
 def layer_columns(layer_names: list[str]) -> list[str]:
@@ -117,6 +124,7 @@ def summarize(df: pd.DataFrame) -> dict[str, int]:
         "files": int(df["file"].nunique()),
         "faces": int((df["status"] == "ok").sum()),
         "flagged": int((df["verdict"] == "fake").sum()),
+        "inconclusive": int((df["verdict"] == "inconclusive").sum()),
         "no_face": int((df["status"] == "no_face").sum()),
         "errors": int((~df["status"].isin(["ok", "no_face"])).sum()),
     }

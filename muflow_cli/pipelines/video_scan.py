@@ -28,6 +28,7 @@ from muflow_cli.faces.face import Face, valid_masks
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.faces.stage import faces_in_image
 from muflow_cli.faces.tracks import Tracker, merge_p_values
+from muflow_cli.inputs.compression import VIDEO
 from muflow_cli.inputs.files import shown_path, walk_files
 from muflow_cli.inputs.images import encode_image
 from muflow_cli.inputs.provenance import TIME_CAP_S, read_provenance
@@ -37,8 +38,9 @@ from muflow_cli.model.device import default_batch_size
 from muflow_cli.pipelines.identity import run_settings
 from muflow_cli.pipelines.journal import ScanJournal, file_identity
 from muflow_cli.pipelines.schema import NOT_READ, TRACK_SCHEMA, VIDEO_FRAME_SCHEMA, face_columns, layer_columns, to_frame
+from muflow_cli.pipelines.verdicts import apply_fdr, judge
 from muflow_cli.progress import track
-from muflow_cli.stats.calibration import check_fpr, check_tail, verdict
+from muflow_cli.stats.calibration import FAKE, INCONCLUSIVE, REAL, check_fdr, check_fpr, check_tail, verdict
 
 
 @dataclass
@@ -53,6 +55,7 @@ class VideoConfig:
     max_gap: int = 2  # samples a track may miss before it ends
     save_faces: Path | None = None
     provenance: bool = True  # read what each video file says about itself (the provenance columns)
+    fdr: float | None = None  # track verdicts by Benjamini-Hochberg over the run's tracks at this false discovery rate
 
     def check(self) -> None:
         if self.frames is None and not self.fps > 0:
@@ -61,6 +64,7 @@ class VideoConfig:
             raise ConfigError("--frames must be at least 1")
         check_fpr(self.fpr)
         check_tail(self.tail)
+        check_fdr(self.fdr)
         if (self.batch_size is not None and self.batch_size < 1) or self.max_gap < 0:
             raise ConfigError("batch_size must be at least 1 and max_gap at least 0")
         self.faces.check()
@@ -130,7 +134,8 @@ def scan_videos(
         frame_rows += done["frames"]
         track_rows += done["tracks"]
     names = model.layer_names
-    return (to_frame(frame_rows, names, VIDEO_FRAME_SCHEMA), to_frame(track_rows, [], TRACK_SCHEMA))
+    tracks = to_frame(track_rows, [], TRACK_SCHEMA)
+    return to_frame(frame_rows, names, VIDEO_FRAME_SCHEMA), apply_fdr(tracks, config.fdr) if config.fdr is not None else tracks
 
 
 def scan_one_video(path: Path, shown: str, faces: FaceDetector | None, model: DeepfakeModel, config: VideoConfig,
@@ -158,15 +163,20 @@ def _scan_one_video(path: Path, shown: str, faces: FaceDetector | None, model: D
         return _status(shown, "no_frames", "no frame could be decoded (empty, truncated, or audio only)")
     if not rows:
         return _status(shown, "no_face", f"no face in {sampled} sampled frames", info.note)
-    pvals = model.calibration.p_values(scores, config.tail)
+    # A decoded frame has no header to read: a codec's compression counts as lossy of unknown quality (stats/strata.py).
+    # The crops are gone by now (scored in batches), so frames get no JPEG 90 stability check.
+    judged = judge(model.calibration, scores, [VIDEO] * len(rows), [r.pop("upscale") for r in rows], [r["face_px"] for r in rows],
+                   config.fpr, config.tail, model.card.training.min_face_px)
     for k, row in enumerate(rows):
-        row.update(video=shown, status="ok", message=info.note, score=float(scores[k]), p_value=float(pvals[k]),
-                   verdict=verdict(pvals[k], config.fpr))
+        note = "; ".join(m for m in (info.note, judged.reason[k]) if m)
+        row.update(video=shown, status="ok", message=note, score=float(scores[k]), p_value=float(judged.p_value[k]),
+                   stratum=judged.stratum[k] or None, verdict=judged.verdict[k])
         row.update(zip(layer_columns(model.layer_names), (float(v) for v in layers[k])))
     tracks = []
     for t in tracker.tracks():
         members = [rows[m] for m in t.members]
-        p = merge_p_values([r["p_value"] for r in members])
+        conclusive = [r["p_value"] for r in members if r["verdict"] in (FAKE, REAL)]
+        p = merge_p_values(conclusive) if conclusive else float("nan")
         track_scores = [r["score"] for r in members]
         tracks.append({
             "video": shown, "track": t.id, "status": "ok", "message": info.note,
@@ -174,8 +184,10 @@ def _scan_one_video(path: Path, shown: str, faces: FaceDetector | None, model: D
             "first_frame": members[0]["frame"], "last_frame": members[-1]["frame"],
             "faces": len(members), "mean_score": float(np.nanmean(track_scores)) if np.isfinite(track_scores).any() else None,
             "max_score": float(np.nanmax(track_scores)) if np.isfinite(track_scores).any() else None,
-            "p_value": p, "verdict": verdict(p, config.fpr),
+            "p_value": p, "verdict": verdict(p, config.fpr) if conclusive else INCONCLUSIVE,
         })
+        if not conclusive:
+            tracks[-1]["message"] = "; ".join(m for m in (info.note, "inconclusive: no face of the track has a verdict to stand by") if m)
         if config.save_faces is not None:
             _save_track_faces(config.save_faces, path, t.id, t.members, pngs, [r["score"] for r in members])
     return {"frames": rows, "tracks": tracks}
@@ -214,7 +226,7 @@ def _detect_and_track(frames, faces: FaceDetector | None, model: DeepfakeModel, 
         ids = tracker.update(sample, np.stack([f.box for f in found]), list(range(first, first + len(found))))
         for k, (f, tid) in enumerate(zip(found, ids)):
             rows.append({"frame": frame.index, "time_s": None if np.isnan(frame.time) else round(frame.time, 6),
-                         "track": tid, "face": k, **face_columns(f)})
+                         "track": tid, "face": k, **face_columns(f), "upscale": f.scale})
             pending.append(f)
             if config.save_faces is not None:
                 pngs.append(encode_image(f.crop, "png"))

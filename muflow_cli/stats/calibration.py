@@ -14,9 +14,12 @@ import numpy as np
 
 from muflow_cli.choices import FIT_TAILS
 from muflow_cli.errors import ConfigError
-from muflow_cli.stats.conformal import TAILS, cutoffs, min_attainable_p, p_values
+from muflow_cli.stats.conformal import TAILS, cutoffs, min_attainable_p, p_values, rate_upper_bound
+from muflow_cli.stats.strata import POOLED, Strata
 
-FAKE, REAL = "fake", "real"
+FAKE, REAL, INCONCLUSIVE = "fake", "real", "inconclusive"
+VERDICTS = (FAKE, REAL, INCONCLUSIVE)
+UNCOVERED = -2  # the stratum of a face no calibration stratum covers (no p-value: the verdict is inconclusive)
 # A domain warning is given when honest reals would produce so many small p-values at most once in
 # this many scans (beta-binomial tail, Calibration.domain_check): rare enough that a user can trust it.
 DOMAIN_ALPHA = 0.001
@@ -88,12 +91,19 @@ def check_fpr(fpr: float) -> None:
         raise ConfigError("fpr must lie strictly between 0 and 1")
 
 
+def check_fdr(fdr: float | None) -> None:
+    if fdr is not None and not 0 < fdr < 1:
+        raise ConfigError("fdr must lie strictly between 0 and 1")
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """Held-out real scores (kept sorted) and the model's default tail."""
+    """Held-out real scores (kept sorted), the model's default tail and, when the model has them, the
+    scores per processing stratum (stats/strata.py; None: one pooled stratum, as models before them)."""
 
     scores: np.ndarray = field(repr=False)
     tail: str = "two"
+    strata: Strata | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_tail(self.tail)
@@ -110,6 +120,24 @@ class Calibration:
     def p_values(self, scores: np.ndarray, tail: str | None = None) -> np.ndarray:
         return p_values(scores, self.scores, self.resolve(tail))
 
+    def matched_p_values(self, scores: np.ndarray, strata: np.ndarray | None, tail: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(p-values, the stratum that calibrated each face): each face against the calibration faces of its
+        processing stratum (``strata``: stats/strata.face_stratum per face), or the nearest covering one.
+        Without strata on either side, the pooled calibration (stratum POOLED). A face that no stratum
+        covers gets NaN and UNCOVERED."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.strata is None or strata is None:
+            return self.p_values(scores, tail), np.full(len(scores), POOLED, np.int64)
+        used = np.array([self.strata.lookup(int(c)) if c is not None else None for c in strata], dtype=object)
+        used = np.array([UNCOVERED if u is None else u for u in used], np.int64)
+        p = np.full(len(scores), np.nan)
+        for u in np.unique(used):
+            if u != UNCOVERED:
+                at = used == u
+                cal = self.scores if u == POOLED else self.strata.scores[int(u)]
+                p[at] = p_values(scores[at], cal, self.resolve(tail))
+        return p, used
+
     def min_p(self, tail: str | None = None) -> float:
         """Smallest p-value these scores can give: at an fpr below it nothing is ever flagged."""
         return min_attainable_p(len(self.scores), self.resolve(tail))
@@ -124,9 +152,28 @@ class Calibration:
     def describe(self, fpr: float, tail: str | None = None) -> str:
         """One line for summaries and reports: the rule in force, and when it cannot flag anything."""
         used = self.resolve(tail)
-        text = f"verdict: fake when p <= {fpr:g} ({used}-sided conformal p-value, {len(self)} calibration faces)"
+        where = (f"{len(self)} calibration faces, matched to each face's processing in {len(self.strata.usable())} strata"
+                 if self.strata is not None else f"{len(self)} calibration faces")
+        text = f"verdict: fake when p <= {fpr:g} ({used}-sided conformal p-value, {where})"
         if self.min_p(used) > fpr:
             text += f" — this model's smallest p-value is {self.min_p(used):.3f}, so nothing can be flagged"
+        return text
+
+    def smallest_stratum(self) -> int:
+        """The calibration faces behind the least supported p-value: the smallest usable stratum, else all."""
+        usable = self.strata.usable() if self.strata is not None else []
+        return min((len(self.strata.scores[c]) for c in usable), default=len(self))
+
+    def rate_note(self, fpr: float, faces: int, tail: str | None = None, fdr: float | None = None) -> str:
+        """What the stated rate means for this many faces: how many false flags a folder of reals would get,
+        and a 95 % upper bound on the rate this calibration actually reaches (it is random for small n)."""
+        used = self.resolve(tail)
+        n = self.smallest_stratum()
+        bound = rate_upper_bound(n, fpr, used)
+        text = (f"if all {faces} faces were real, about {fpr * faces:.1f} would be flagged at fpr {fpr:g} "
+                f"(at most {bound * faces:.1f} at this calibration's 95 % bound on its rate, {bound:.1%}, from {n} calibration faces)")
+        if fdr is not None:
+            text += f"; --fdr {fdr:g}: at most a share {fdr:g} of the flagged faces are expected to be real"
         return text
 
     def domain_check(self, p_values_: np.ndarray, fpr: float, tail: str | None = None) -> "DomainCheck":

@@ -41,3 +41,38 @@ def cutoffs(calibration: np.ndarray, fpr: float, tail: str = "two") -> tuple[flo
     high = float(cal[n - 1 - k]) if k < n else float("-inf")
     low = (float(cal[k]) if k < n else float("inf")) if tail == "two" else None
     return low, high
+
+
+def bh_reject(p: np.ndarray, q: float) -> np.ndarray:
+    """Benjamini-Hochberg at false discovery rate ``q``: which p-values are rejected (flagged).
+
+    Sorted p_(1) <= ... <= p_(m); reject the k smallest for the largest k with p_(k) <= k q / m. Conformal
+    p-values of one calibration set are positively dependent (PRDS), under which BH keeps the expected share
+    of reals among the flagged faces at most q (Bates et al., 2023). NaN (not scored) is never rejected."""
+    p = np.asarray(p, dtype=np.float64)
+    out = np.zeros(len(p), bool)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = len(finite)
+    if m == 0:
+        return out
+    order = finite[np.argsort(p[finite], kind="stable")]
+    below = p[order] <= q * np.arange(1, m + 1) / m
+    if below.any():
+        k = int(np.flatnonzero(below)[-1]) + 1
+        out[order[:k]] = True
+    return out
+
+
+def rate_upper_bound(n_calibration: int, fpr: float, tail: str = "two", confidence: float = 0.95) -> float:
+    """An upper bound, at ``confidence``, on the false-positive rate one calibration set of ``n_calibration``
+    reals actually gives at ``fpr``. The conformal guarantee P(p <= fpr) <= fpr is an average over calibration
+    sets; given one set, the rate is Beta(l, n + 1 - l) with l the calibration spacings beyond the cutoffs
+    (Vovk 2012, "Conditional validity of inductive conformal predictors"). 0 when nothing can be flagged."""
+    sides = 2 if tail == "two" else 1
+    k = int(np.floor((fpr / sides) * (n_calibration + 1) - 1 + 1e-9))
+    if k < 0:
+        return 0.0
+    spacings = sides * (k + 1)
+    from scipy.stats import beta
+
+    return float(beta(spacings, n_calibration + 1 - spacings).ppf(confidence))

@@ -42,6 +42,16 @@ def score_features(backbone: FeatureExtractor, model: MuFlowModel, crops: torch.
     return model(backbone.features(crops), with_maps=with_maps)
 
 
+def score_parts(backbone: FeatureExtractor, model: MuFlowModel, crops: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """(B, 3, L): the score's parts per layer (MuFlowModel.parts), masked as :func:`score_features` masks."""
+    if model.masked:
+        if valid is None:
+            valid = torch.ones(crops.shape[:3], dtype=torch.uint8, device=crops.device)
+        feats, masks = backbone.masked_features(crops, valid)
+        return model.parts(feats, masks)
+    return model.parts(backbone.features(crops))
+
+
 class TorchEngine:
     """Eager torch on the detector's device."""
 

@@ -6,10 +6,12 @@ Ray would pickle the objects between stages; muflow unpickles nothing, its own d
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 
 from muflow_cli.faces.face import Face, FileFaces
+from muflow_cli.inputs.compression import Compression
 from muflow_cli.inputs.provenance import Provenance
 
 
@@ -20,7 +22,8 @@ def pack_faces(results: list[FileFaces]) -> bytes:
     faces = [f for r in results for f in (r.faces or [])]
     size = results and next((f.crop.shape[0] for f in faces), 0) or 0
     files = [{"path": str(r.path), "status": r.status, "message": r.message, "size": list(r.image_size) if r.image_size else None,
-              "faces": len(r.faces or []), "provenance": [r.provenance.kind, r.provenance.detail] if r.provenance else None}
+              "faces": len(r.faces or []), "provenance": [r.provenance.kind, r.provenance.detail] if r.provenance else None,
+              "compression": asdict(r.compression) if r.compression else None}  # the face's calibration stratum
              for r in results]
     arrays = {
         "files": np.frombuffer(json.dumps(files).encode(), np.uint8),
@@ -49,5 +52,6 @@ def unpack_faces(blob: bytes) -> list[FileFaces]:
         k += f["faces"]
         out.append(FileFaces(f["path"], f["status"], f["message"], faces if f["status"] == "ok" or faces else
                              ([] if f["status"] == "no_face" else None), tuple(f["size"]) if f["size"] else None,
-                             provenance=Provenance(*f["provenance"]) if f.get("provenance") else None))
+                             provenance=Provenance(*f["provenance"]) if f.get("provenance") else None,
+                             compression=Compression(**f["compression"]) if f.get("compression") else None))
     return out

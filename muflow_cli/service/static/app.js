@@ -82,7 +82,7 @@ function faceCard(row, pic) {
   }
   card.appendChild(pics);
   card.appendChild(el("div", null, "face " + row.face));
-  card.appendChild(el("div", fake ? "v-fake" : "v-real", row.verdict));
+  card.appendChild(el("div", fake ? "v-fake" : row.verdict === "inconclusive" ? "v-inconclusive" : "v-real", row.verdict));
   card.appendChild(el("div", null, "score " + fmt(row.score, 4) + " · p " + fmt(row.p_value, 3)));
   if (row.message) card.appendChild(el("div", "note", row.message));
   return card;
