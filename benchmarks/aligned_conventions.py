@@ -1,6 +1,7 @@
 """How a pre-aligned crop scores under `--aligned`, per convention, against the face it came from.
 
     python benchmarks/aligned_conventions.py [--model M]
+    python benchmarks/aligned_conventions.py --smoke     # seconds: t1.jpg's faces only, two conventions
 
 Each face of insightface's t1.jpg and scikit-image's astronaut is cut out of its photo in each
 convention (muflow's own crop at 256 and 512 px, a 112-px ArcFace crop, a 512-px FFHQ-style crop),
@@ -35,15 +36,18 @@ def photos() -> list[np.ndarray]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: t1.jpg only, the muflow 256 and arcface conventions")
     args = ap.parse_args()
     model = DeepfakeModel.load(args.model)
     det = FaceDetector("scrfd")
-    faces = [(img, f) for img in photos() for f in det.faces(img, model.crop_size, model.context)]
+    images = photos()[:1] if args.smoke else photos()
+    conventions = [CONVENTIONS[0], CONVENTIONS[2]] if args.smoke else CONVENTIONS
+    faces = [(img, f) for img in images for f in det.faces(img, model.crop_size, model.context)]
     base = model.score(np.stack([f.crop for _, f in faces]))["score"]
     print(f"{len(faces)} faces; spread of their scores (std) {base.std():.4f} nats/dim")
     print("| convention | crop px | mean abs score difference | max | as a share of the spread between faces |")
     print("|---|---|---|---|---|")
-    for convention, size in CONVENTIONS:
+    for convention, size in conventions:
         crops = []
         for img, f in faces:
             M = similarity(f.landmarks, aligned_landmarks(size, size, convention))

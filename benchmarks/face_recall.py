@@ -1,6 +1,7 @@
 """Face finding: recall and false faces by margin and by face size, before and after issue #11.
 
     python benchmarks/face_recall.py [--json out.json] [--gan 50] [--repeat 5]
+    python benchmarks/face_recall.py --smoke     # seconds: 2 faces a photo, one margin, one size, one canvas, SCRFD, examples/' DCGAN faces
 
 Images (all from packages the project may use):
 * ground truth: SCRFD (one 640-px pass, as before) on insightface's t1.jpg (6 faces) and
@@ -43,6 +44,7 @@ from muflow_cli.faces.detect import FaceDetector  # noqa: E402
 MARGINS = (1.0, 1.15, 1.3, 1.6, 2.0, 3.0)
 BIG_SIZES = (64, 128, 256, 512, 1024)
 SMALL_SIZES = (24, 32, 40)
+FACES_PER_PHOTO: int | None = None  # faces of each photo cut into margin and size cases (None: all; --smoke: 2)
 CONFIGS = {
     "before": dict(mode="single"),
     "after": dict(),
@@ -82,14 +84,15 @@ def shifted(truth: list, origin: np.ndarray, scale: float, shape) -> list:
     return out
 
 
-def make_cases(gan: int, cache: Path) -> list[dict]:
-    """Each case: image, group (margin/size bin), targets (faces to find), truth (all real faces)."""
+def make_cases(gan: int, cache: Path, gan_faces: np.ndarray | None = None) -> list[dict]:
+    """Each case: image, group (margin/size bin), targets (faces to find), truth (all real faces).
+    ``gan_faces``: (N, 64, 64, 3) DCGAN faces to use instead of ``gan`` drawn from the generator."""
     gt_det = FaceDetector("scrfd", mode="single")
     cases = []
     for name, img in photos().items():
         truth = [(f.box, f.landmarks[2]) for f in gt_det.detect(img)]
         cases.append(dict(group="whole photo", image=img, targets=truth, truth=truth, photo=name))
-        for i, (box, _) in enumerate(truth):
+        for i, (box, _) in enumerate(truth[:FACES_PER_PHOTO]):
             for m in MARGINS:
                 crop, origin = cut(img, box, m)
                 local = shifted(truth, origin, 1.0, crop.shape)
@@ -108,10 +111,12 @@ def make_cases(gan: int, cache: Path) -> list[dict]:
                 cases.append(dict(group=f"face {px} px", image=im, targets=shifted(me, np.zeros(2), s, im.shape),
                                   truth=shifted(local, np.zeros(2), s, im.shape)))
     cases += large_canvases(cases)
-    if gan:
+    if gan_faces is None and gan:
         from scripts.default_data import dcgan_faces
 
-        for img in dcgan_faces(cache, gan, seed=11):
+        gan_faces = dcgan_faces(cache, gan, seed=11)
+    if gan_faces is not None:
+        for img in gan_faces:
             cases.append(dict(group="DCGAN 64 px", image=img, gan=True))
             cases.append(dict(group="DCGAN 256 px", image=cv2.resize(img, (256, 256), interpolation=cv2.INTER_CUBIC), gan=True))
     return cases
@@ -224,8 +229,17 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / "data" / ".cache", help="where the DCGAN wheel is downloaded")
     ap.add_argument("--repeat", type=int, default=15, help="timing repeats per whole photo")
     ap.add_argument("--kinds", default="scrfd,yunet")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: 2 faces a photo, margin 1.3, faces of 256 px, "
+                    "one 32-px canvas, SCRFD only, one timing repeat, the DCGAN faces of examples/ (numbers meaningless)")
     args = ap.parse_args()
-    cases = make_cases(args.gan, args.cache)
+    gan_faces = None
+    if args.smoke:
+        global MARGINS, BIG_SIZES, SMALL_SIZES, FACES_PER_PHOTO
+        from _smoke import dcgan_faces
+
+        MARGINS, BIG_SIZES, SMALL_SIZES, FACES_PER_PHOTO = (1.3,), (256,), (32,), 2
+        args.kinds, args.repeat, args.json, gan_faces = "scrfd", 1, None, dcgan_faces()
+    cases = make_cases(args.gan, args.cache, gan_faces)
     results = run(cases, tuple(args.kinds.split(",")), args.repeat)
     print("Recall (found/targets) and false faces, one thread per detector; times on the same run (median of --repeat, configurations interleaved).\n")
     print(table(results))

@@ -2,6 +2,7 @@
 
     python scripts/default_data.py data/        # once
     python benchmarks/fit_cache.py data/fit
+    python benchmarks/fit_cache.py --smoke      # seconds: 12 faces of photos made from t1.jpg and the astronaut, batch 4
 
 muflow's fit runs the frozen backbone once and trains the flows on float16 features it keeps;
 the reference re-runs the backbone on every batch of every epoch. Both epochs below train the
@@ -35,10 +36,19 @@ def epoch(model, batches, opt) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folder", type=Path)
+    ap.add_argument("folder", type=Path, nargs="?", help="photos of real faces (data/fit)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--faces", type=int, default=128)
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: 12 photos made from t1.jpg and the "
+                    "astronaut (benchmarks/_smoke.py) instead of FOLDER, batch 4 (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        from _smoke import photos, workdir
+
+        args.folder, args.faces, args.batch = workdir("fit_cache"), 12, 4
+        photos(args.folder, 12)
+    elif args.folder is None:
+        ap.error("FOLDER is required (or --smoke)")
     crops, *_ = collect_faces([args.folder], FitConfig(), progress=False)
     crops = crops[: args.faces]
     torch.manual_seed(0)

@@ -2,6 +2,7 @@
 
     python scripts/default_data.py data/          # once
     python benchmarks/fit_epochs.py data/fit --epochs 2 4 8 16 32 60
+    python benchmarks/fit_epochs.py --smoke       # seconds: a miniature data/fit (benchmarks/_smoke.py), 1 and 2 epochs, small flows
 
 Quality here is the held-out real NLL: the mean score (nats/dim) of real faces the fit never
 saw, and their spread (standard deviation; the conformal p-values rank new faces among such
@@ -53,7 +54,7 @@ def fit_targets(backbone, fit_crops, rng: np.random.Generator, batch: int) -> li
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folder", type=Path)
+    ap.add_argument("folder", type=Path, nargs="?", help="the fit photos, one folder per person, photo or video (data/fit)")
     ap.add_argument("--epochs", nargs="+", type=int, default=[2, 4, 8, 16, 32, 60])
     ap.add_argument("--sets", nargs="+", default=["small", "medium"])
     ap.add_argument("--small", type=int, default=24, help="fit faces in the small set")
@@ -62,15 +63,25 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=None, help="default: FitConfig's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: a miniature data/fit made from t1.jpg and the "
+                    "astronaut instead of FOLDER, the small set of 12 faces, 1 and 2 epochs, 64-px crops, 2 flow steps (numbers meaningless)")
     args = ap.parse_args()
     config = FitConfig(group_by="folder", seed=args.seed)
+    if args.smoke:
+        from _smoke import default_data, fast_fit, workdir
+
+        args.folder = default_data(workdir("fit_epochs"), frames_per_video=3) / "fit"
+        args.epochs, args.sets, args.small, args.json = [1, 2], ["small"], 12, None
+        config = fast_fit(group_by="folder", seed=args.seed)
+    elif args.folder is None:
+        ap.error("FOLDER is required (or --smoke)")
     if args.batch_size:
         config.batch_size = args.batch_size
     if args.lr:
         config.lr = args.lr
     crops, face_files, files, _, _ = collect_faces([args.folder], config, progress=False)
     rng = np.random.default_rng(1234)  # the evaluation split never changes with --seed
-    groups = face_groups(crops, face_files, config.group_by)[0]
+    groups = face_groups(face_files, config.group_by)[0]  # by folder: no fingerprints needed
     held = whole_groups(groups, 0.25, rng)
     pool = np.flatnonzero(~held)
     eval_crops = crops[held]

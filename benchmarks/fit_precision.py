@@ -2,6 +2,7 @@
 
     python scripts/default_data.py data/          # once
     python benchmarks/fit_precision.py data/ [--fit-faces 200] [--epochs 16]
+    python benchmarks/fit_precision.py --smoke    # seconds: a miniature data/ (benchmarks/_smoke.py), 16 fit faces, 1 epoch, small flows
 
 The rule, fixed before the run: bf16 is within tolerance when its differences from an fp32 fit with the
 same seed are no larger than the differences between two fp32 fits that differ only in their seed —
@@ -29,16 +30,25 @@ from muflow_cli.stats.splits import whole_groups
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path)
+    ap.add_argument("data", type=Path, nargs="?", help="scripts/default_data.py's output folder (fit/, dcgan/)")
     ap.add_argument("--fit-faces", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--fakes", type=int, default=100)
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: a miniature data/ made from t1.jpg, the "
+                    "astronaut and examples/' DCGAN faces, 16 fit faces, 1 epoch, 64-px crops, 2 flow steps (numbers meaningless)")
     args = ap.parse_args()
     config = FitConfig(group_by="folder", epochs=args.epochs)
+    if args.smoke:
+        from _smoke import default_data, fast_fit, workdir
+
+        args.data, args.fit_faces, args.epochs = default_data(workdir("fit_precision"), frames_per_video=3), 16, 1
+        config = fast_fit(group_by="folder", epochs=args.epochs)
+    elif args.data is None:
+        ap.error("DATA is required (or --smoke)")
     crops, face_files, files, _, _ = collect_faces([args.data / "fit"], config, progress=False)
     fake_files = sorted((args.data / "dcgan").glob("*.png"))[: args.fakes]
     fakes, _, _, _, _ = collect_faces(fake_files, config, progress=False)
-    groups = face_groups(crops, face_files, config.group_by)[0]
+    groups = face_groups(face_files, config.group_by)[0]  # by folder: no fingerprints needed
     held = whole_groups(groups, 0.25, np.random.default_rng(1234))
     pool = np.flatnonzero(~held)
     idx = np.sort(np.random.default_rng(0).permutation(pool)[: args.fit_faces])

@@ -2,6 +2,7 @@
 
     python scripts/default_data.py data/           # once: the registry's real faces
     python benchmarks/fit_scale.py                 # 1k and 10k faces, RAM cache and disk cache
+    python benchmarks/fit_scale.py --smoke         # seconds: 24 faces from 8 photos made here, disk cache, small flows
 
 The faces are augmented copies (mirror, shift of a few pixels, brightness +-8 %) of the aligned
 crops of data/fit — fine for timing, meaningless as a model. Each run is a fresh process (so peak
@@ -25,15 +26,15 @@ import numpy as np
 CROPS = Path("data/.cache/fit_crops_256.npy")
 
 
-def real_crops() -> np.ndarray:
-    """The default data's aligned fit crops (computed once, kept as a plain .npy)."""
-    if CROPS.is_file():
-        return np.load(CROPS, allow_pickle=False)
+def real_crops(path: Path = CROPS, folder: Path = Path("data/fit")) -> np.ndarray:
+    """The aligned crops of the faces under ``folder`` (the default data's fit set), computed once, kept as a plain .npy."""
+    if path.is_file():
+        return np.load(path, allow_pickle=False)
     from muflow_cli.pipelines.fit import FitConfig, collect_faces
 
-    crops, _, _, _, _ = collect_faces([Path("data/fit")], FitConfig(), progress=False)
-    CROPS.parent.mkdir(parents=True, exist_ok=True)
-    np.save(CROPS, crops, allow_pickle=False)
+    crops, _, _, _, _ = collect_faces([folder], FitConfig(), progress=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, crops, allow_pickle=False)
     return crops
 
 
@@ -70,18 +71,20 @@ class MemorySampler(threading.Thread):
                 self.peak[k] = max(self.peak[k], v)
 
 
-def one(n: int, epochs: int, cache: str) -> dict:
+def one(n: int, epochs: int, cache: str, crops_path: Path = CROPS, smoke: bool = False) -> dict:
     import torch
 
+    from muflow_cli.nn.config import FlowConfig
     from muflow_cli.pipelines.fit import FitConfig, fit_crops
 
     torch.set_num_threads(2)
-    crops = augmented(real_crops(), n)
+    crops = augmented(real_crops(crops_path), n)
     sampler = MemorySampler()
     before = sampler.sample()
     sampler.start()
     t0 = time.perf_counter()
-    _, report = fit_crops(crops, None, FitConfig(epochs=epochs, cache=cache), progress=False)
+    small = {"flow": FlowConfig(steps=2), "averages": 16} if smoke else {}  # --smoke: small flows, few averages
+    _, report = fit_crops(crops, None, FitConfig(epochs=epochs, cache=cache, **small), progress=False)
     wall = time.perf_counter() - t0
     sampler.stop.set()
     sampler.join()
@@ -118,20 +121,32 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--collect", type=Path, help="only time the face collection of FOLDER (pool vs one detector)")
+    ap.add_argument("--crops", type=Path, default=CROPS, help="where the fit set's aligned crops are kept (made once from data/fit)")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: 8 photos made from t1.jpg and the astronaut "
+                    "instead of data/fit, one run 24:disk of 1 epoch with 2 flow steps, and --collect on them (numbers meaningless)")
     args = ap.parse_args()
+    folder = Path("data/fit")
+    if args.smoke and not args.one:
+        from _smoke import photos, workdir
+
+        work = workdir("fit_scale")
+        folder, args.crops, args.runs, args.epochs = work / "fit", work / "crops.npy", ["24:disk"], 1
+        photos(folder, 8)
+        collect_speed(folder)
     if args.collect:
         collect_speed(args.collect)
         return 0
     if args.one:
         n, cache = args.one.split(":")
-        print(json.dumps(one(int(n), args.epochs, cache)))
+        print(json.dumps(one(int(n), args.epochs, cache, args.crops, args.smoke)))
         return 0
-    real_crops()  # detect once, outside the timed runs
+    real_crops(args.crops, folder)  # detect once, outside the timed runs
     print("| faces (fit) | cache | epochs | averages (s) | features (s) | training (s) | per epoch (s) | calibration (s) | wall (s) "
           "| crops in RAM (MiB) | cache (MiB) | peak RSS (MiB) | of which anonymous / file-backed |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
-        out = subprocess.run([sys.executable, __file__, "--one", run, "--epochs", str(args.epochs)], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, "--one", run, "--epochs", str(args.epochs), "--crops", str(args.crops),
+                              *(["--smoke"] if args.smoke else [])], capture_output=True, text=True)
         if out.returncode:
             print(out.stderr[-2000:])
             return 1

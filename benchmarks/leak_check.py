@@ -2,6 +2,7 @@
 
     python scripts/default_data.py data/                 # once: the registry's videos and CK+ sequences
     python benchmarks/leak_check.py data/ [--epochs 8]
+    python benchmarks/leak_check.py --smoke      # seconds: a miniature data/ (benchmarks/_smoke.py), 1 epoch, small flows
 
 Frame data from the default model's fit set: the six videos (up to 90 evenly spaced frames each) and
 the ten CK+ sequences (one person's expression, frame by frame): 16 sequences. A seeded 30 % of the
@@ -31,6 +32,7 @@ from muflow_cli.pipelines.fit import FitConfig, fit
 from muflow_cli.pipelines.scan import ScanConfig, scan
 
 FRAME_FOLDERS = ("fer_video", "pyfeat_video", "ckplus")
+SMALL: dict = {}  # FitConfig settings every fit here takes (--smoke: 64-px crops, small flows, few averages)
 
 
 def split_frames(fit_root: Path, out: Path, early: float = 0.7, held: float = 0.3, seed: int = 0) -> tuple[Path, Path, Path]:
@@ -52,18 +54,27 @@ def split_frames(fit_root: Path, out: Path, early: float = 0.7, held: float = 0.
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path)
+    ap.add_argument("data", type=Path, nargs="?", help="scripts/default_data.py's output folder")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--group-by", nargs="+", default=["file", "auto"])
     ap.add_argument("--fpr", type=float, nargs="+", default=[0.05, 0.10])
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: a miniature data/ (six 8-frame sequences "
+                    "made from t1.jpg and the astronaut) instead of DATA, 1 epoch, 64-px crops, 2 flow steps (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        global SMALL
+        from _smoke import default_data, small_fit, workdir
+
+        args.data, args.epochs, SMALL = default_data(workdir("leak_check"), frames_per_video=8), 1, small_fit()
+    elif args.data is None:
+        ap.error("DATA is required (or --smoke)")
     pool, later, heldout = split_frames(args.data / "fit", args.data / "leak")
     rates = " | ".join(f"flagged at fpr {f:g}, two-sided / upper (target <= {2 * f:g})" for f in args.fpr)
     print(f"| --group-by | fit / calibration faces (groups) | test set | faces | {rates} | fit s |")
     print("|---|---|---|---|" + "---|" * len(args.fpr) + "---|")
     for group_by in args.group_by:
         t = time.perf_counter()
-        model, report = fit([pool], FitConfig(epochs=args.epochs, group_by=group_by, seed=0), progress=False)
+        model, report = fit([pool], FitConfig(epochs=args.epochs, group_by=group_by, seed=0, **SMALL), progress=False)
         fit_s = time.perf_counter() - t
         for name, folder in (("held-out sequences", heldout), ("later frames of fitted sequences", later)):
             df = scan([folder], model, ScanConfig(), progress=False)

@@ -1,6 +1,7 @@
 """What masking costs at scan time: the same flows scored by their masked and their unmasked ONNX graph.
 
     python benchmarks/masked_speed.py [--model M] [--batch 8] [--rounds 5]
+    python benchmarks/masked_speed.py --smoke    # seconds: batch 2, one round of one batch
 
 Issue #23 asks that scoring stay within 10 % of the unmasked model's speed. Both graphs are exported from
 one model's tensors (the bundled one unless ``--model``): once with ``masked`` on (the ``valid`` input, the
@@ -46,7 +47,10 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=5, help="batches per round and graph")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: batch 2, one round of one batch (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        args.batch, args.rounds, args.reps = 2, 1, 1
     model = DeepfakeModel.load(args.model)
     backbone, flows = model.backbone, model.model
     was = flows.masked

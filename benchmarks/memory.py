@@ -3,6 +3,7 @@
     python benchmarks/memory.py --counts 200 800
     python benchmarks/memory.py --counts 1000 10000 --images portrait
     python benchmarks/memory.py --counts 1000 3000 --images portrait --html none file folder
+    python benchmarks/memory.py --smoke      # seconds: 2 portraits, --csv only and --html file; folders removed after
 
 Builds folders of N images (``mixed``: links to scikit-image's astronaut and a 640-px copy of
 insightface's t1.jpg, alternating, 3.5 faces per image; ``portrait``: a 320-px head-and-shoulders
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,7 +59,11 @@ def main() -> int:
     ap.add_argument("--images", choices=["mixed", "portrait"], default="mixed")
     ap.add_argument("--html", nargs="+", choices=["none", "file", "folder"], default=["none"],
                     help="report modes to measure per count: none (--csv only), file (--html report.html), folder (--html report)")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: 2 portraits, --csv only and --html file; "
+                    "the folders are removed at the end (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        args.counts, args.images, args.html = [2], "portrait", ["none", "file"]
     root = Path(tempfile.mkdtemp())
     print("| images | faces | --html | wall (s) | images/s | peak RSS (MiB) | report (MiB, files) |")
     print("|---|---|---|---|---|---|---|")
@@ -79,7 +85,10 @@ def main() -> int:
             size, files = size_on_disk(report) if mode != "none" else (0, 0)
             shown = f"{size / 2**20:.1f}, {files}" if mode != "none" else "–"
             print(f"| {n} | {faces} | {mode} | {secs:.0f} | {n / secs:.1f} | {rss_kib / 1024:.0f} | {shown} |", flush=True)
-    print(f"(folders and reports left in {root})")
+    if args.smoke:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"(folders and reports left in {root})")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python scripts/default_data.py data/       # once: the registry photos
     python benchmarks/pipeline.py              # makes data/pipeline_1k (1,000 resized copies) once
+    python benchmarks/pipeline.py --smoke      # seconds: 6 copies of photos made from t1.jpg and the astronaut, 1 worker
 
 1. Stage shares: one thread, every stage timed on its own over a sample of the files —
    decode (read_image), detection (SCRFD), alignment (similarity warp), scoring (backbone + flows
@@ -41,6 +42,19 @@ from muflow_cli.pipelines.scan import ScanConfig, scan
 
 SOURCES = ["data/fit/dlib_photos", "data/fit/pyfeat_photos", "data/heldout"]
 LONG_SIDES = (480, 800, 1280, 1920)
+
+
+def smoke_sources() -> Path:
+    """--smoke's stand-in for SOURCES (the registry photos): four photos made from t1.jpg and the astronaut, in a
+    temporary folder; SOURCES points there from then on."""
+    global SOURCES
+    from _smoke import photos, t1_rgb, workdir, write
+
+    src = workdir("photos")
+    photos(src, 3)
+    write(src / "t1.jpg", t1_rgb())
+    SOURCES = [str(src)]
+    return src
 
 
 def make_photos(out: Path, n: int) -> list[Path]:
@@ -156,7 +170,15 @@ def main() -> int:
     ap.add_argument("--sample", type=int, default=100, help="files for the one-thread stage shares")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--only-one-core-each", action="store_true", help="run only the one-core-per-stage comparison")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: 6 copies of 4 photos made from t1.jpg and "
+                    "the astronaut in a temporary --folder, 3 for the stage shares, 1 worker (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        from _smoke import workdir
+
+        smoke_sources()
+        args.folder = workdir("pipeline")
+        args.n, args.sample, args.workers = 6, 3, [1]
     files = make_photos(args.folder, args.n)
     if args.only_one_core_each:
         one_core_each(args.folder, files)

@@ -3,6 +3,7 @@
     python scripts/default_data.py data/          # once: the registry photos
     python benchmarks/provenance.py               # 1,000 photos, 2 repeats of each condition
     python benchmarks/provenance.py --n 200 --repeats 1
+    python benchmarks/provenance.py --smoke       # seconds: 4 photos made from t1.jpg and the astronaut, 1 repeat, 3 calls a kind
 
 1. Per file: ``read_provenance`` on the bytes of files of each kind (a plain JPEG, one with camera
    EXIF, a C2PA-signed one, a PNG with generator settings, an XMP label), median of ``--reps`` calls —
@@ -33,7 +34,7 @@ from PIL import Image
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "tests")]
 
-from pipeline import make_photos  # noqa: E402  (benchmarks/pipeline.py: the 1,000-photo set)
+from pipeline import make_photos, smoke_sources  # noqa: E402  (benchmarks/pipeline.py: the 1,000-photo set)
 from provenance_files import (  # noqa: E402  (tests/provenance_files.py: the signing chain, the labels)
     TRAINED,
     jpeg_with_exif,
@@ -119,7 +120,14 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2, help="runs of each condition per set")
     ap.add_argument("--reps", type=int, default=200, help="calls per file kind for the per-file cost")
     ap.add_argument("--sets", nargs="+", choices=["plain", "metadata"], default=["plain", "metadata"])
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: 4 copies of photos made from t1.jpg and the "
+                    "astronaut in a temporary --folder, 1 repeat, 3 calls per file kind (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        from _smoke import workdir
+
+        smoke_sources()
+        args.folder, args.n, args.repeats, args.reps = workdir("provenance") / "photos", 4, 1, 3
 
     print("per file, read_provenance on the file's bytes (median):\n")
     print("| file | ms | kind |\n|---|---|---|")

@@ -2,6 +2,7 @@
 
     python scripts/default_data.py data/             # once: the registry photos
     python benchmarks/ray_scan.py --n 300            # makes data/ray_photos (copies of them, 480-1920 px) once
+    python benchmarks/ray_scan.py --smoke            # a check that it runs: 4 photos made here, the default plan, once
 
 Reported, for the local scan (scan.scan + Parquet, default workers) and for Ray Data on a local cluster
 of this machine's cores (pipelines.ray.driver.ray_scan) with each plan of ``--plans``: ``default`` (on a CPU-only
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline import make_photos  # noqa: E402
+from pipeline import make_photos, smoke_sources  # noqa: E402
 
 from muflow_cli.model.deepfake_model import DeepfakeModel  # noqa: E402
 from muflow_cli.pipelines.ray import driver  # noqa: E402
@@ -95,7 +96,14 @@ def main() -> int:
     ap.add_argument("--chunk-files", type=int, default=16, help="files per chunk (local) and per part (Ray)")
     ap.add_argument("--plans", nargs="+", choices=list(PLANS), default=["default", "split"])
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs: 4 copies of photos made from t1.jpg and the astronaut "
+                    "in a temporary --folder, 2 files a chunk, the default plan, one repeat (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        from _smoke import workdir
+
+        smoke_sources()
+        args.folder, args.n, args.chunk_files, args.plans, args.repeats = workdir("ray_scan"), 4, 2, ["default"], 1
     files = make_photos(args.folder, args.n)
     cores = len(os.sched_getaffinity(0))
     det = DeepfakeModel.load()

@@ -1,6 +1,7 @@
 """Does `muflow fit --augment` make verdicts hold on re-saved photos? Clean vs augmented, same data and seed.
 
     python benchmarks/robust_fit.py data/ [--epochs 8] [--fakes 100]
+    python benchmarks/robust_fit.py --smoke      # seconds: a miniature data/ (benchmarks/_smoke.py), 1 epoch, small flows
 
 In-domain setup from the default model's data (scripts/default_data.py): the fit folders (one per
 person, photo or video) are split, by folder and seeded, into 80 % to fit on and 20 % held out as
@@ -25,6 +26,8 @@ from muflow_cli.inputs.perturb import parse
 from muflow_cli.pipelines.evaluate import EvalConfig, evaluate
 from muflow_cli.pipelines.fit import FitConfig, fit
 
+SMALL: dict = {}  # FitConfig settings every fit here takes (--smoke: 64-px crops, small flows, few averages)
+
 
 def split_folders(fit_root: Path, out: Path, seed: int = 0) -> tuple[Path, Path]:
     folders = sorted({p.parent for p in fit_root.rglob("*") if p.is_file()})
@@ -40,12 +43,22 @@ def split_folders(fit_root: Path, out: Path, seed: int = 0) -> tuple[Path, Path]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path)
+    ap.add_argument("data", type=Path, nargs="?", help="scripts/default_data.py's output folder (fit/, dcgan/)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--fakes", type=int, default=100)
     ap.add_argument("--augment", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--tails", nargs="+", default=["two", "upper"], help="thresholds to report (the fit is the same)")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: a miniature data/ made from t1.jpg, the "
+                    "astronaut and examples/' DCGAN faces instead of DATA, 1 epoch, 64-px crops, 2 flow steps, the upper tail, clean and "
+                    "jpeg:75 only (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        global SMALL
+        from _smoke import default_data, small_fit, workdir
+
+        args.data, args.epochs, args.tails, SMALL = default_data(workdir("robust_fit"), frames_per_video=4), 1, ["upper"], small_fit()
+    elif args.data is None:
+        ap.error("DATA is required (or --smoke)")
     work = args.data / "robust"
     fit_dir, test_dir = split_folders(args.data / "fit", work)
     fakes = work / "dcgan"
@@ -53,12 +66,12 @@ def main() -> int:
     for p in sorted((args.data / "dcgan").glob("*.png"))[: args.fakes]:
         if not (fakes / p.name).exists():
             os.symlink(p.resolve(), fakes / p.name)
-    perts = [parse("jpeg:75"), parse("resize:0.5")]
+    perts = [parse("jpeg:75")] if args.smoke else [parse("jpeg:75"), parse("resize:0.5")]
     print("| setting | tail | perturbation | reals/fakes | AUC | TPR at threshold | FPR at threshold | fakes score |")
     print("|---|---|---|---|---|---|---|---|")
     for augment in args.augment:
         t = time.perf_counter()
-        model, report = fit([fit_dir], FitConfig(epochs=args.epochs, augment=augment, seed=0), progress=False)
+        model, report = fit([fit_dir], FitConfig(epochs=args.epochs, augment=augment, seed=0, **SMALL), progress=False)
         fit_s = time.perf_counter() - t
         for tail in args.tails:
             _, metrics = evaluate([("heldout", test_dir)], [("dcgan", fakes)], model, perts, EvalConfig(bootstrap=0, tail=tail),

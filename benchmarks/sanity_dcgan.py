@@ -2,6 +2,7 @@
 
     python scripts/default_data.py data/                     # once: data/heldout, data/dcgan
     python benchmarks/sanity_dcgan.py --model weights/default.muflow --data data
+    python benchmarks/sanity_dcgan.py --smoke    # seconds: t1.jpg and the astronaut against examples/' four DCGAN faces
 
 Reports AUC (fake = higher score, and the flipped direction), which side the fakes fall on,
 and the share of fakes flagged at FPR 5% with the two-sided and the upper-tail p-value.
@@ -24,7 +25,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--data", type=Path, default=Path("data"))
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: a miniature data/ (heldout: t1.jpg and the "
+                    "astronaut; dcgan: examples/' four DCGAN faces) instead of --data (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        from _smoke import default_data, workdir
+
+        args.data = default_data(workdir("sanity_dcgan"))
     det = DeepfakeModel.load(args.model)
     t = time.perf_counter()
     other = scan([args.data / "heldout"], det, ScanConfig(), progress=False)
@@ -45,6 +52,10 @@ def main() -> int:
         p_other = det.calibration.p_values(other_s, tail)
         print(f"tail={tail}: DCGAN flagged at fpr 0.05: {np.mean(p_fake <= 0.05):.3f}; "
               f"other-source reals flagged: {np.mean(p_other <= 0.05):.3f}")
+    for name, df in (("other-source reals", other), ("DCGAN faces", fake)):  # the scan's own verdicts: strata, stability
+        v = df.loc[(df.status == "ok") & df.score.notna(), "verdict"].astype(str)
+        print(f"verdicts ({det.calibration.describe(0.05)}): {name} flagged {(v == 'fake').mean():.3f}, "
+              f"inconclusive {(v == 'inconclusive').mean():.3f} of {len(v)}")
     ok = other[other.status == "ok"].copy()
     ok["source"] = [Path(f).parent.name for f in ok["file"]]
     ok["flagged"] = ok["verdict"] == "fake"

