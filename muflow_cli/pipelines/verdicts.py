@@ -47,7 +47,7 @@ def judge(calibration: Calibration, scores: np.ndarray, compressions: Sequence[C
     STABILITY_QUALITY round trip (None: no stability check)."""
     scores = np.asarray(scores, dtype=np.float64)
     codes = [face_stratum(c, float(u)) for c, u in zip(compressions, upscale)]
-    p, used = calibration.matched_p_values(scores, codes if calibration.strata is not None else None, tail)
+    p, used = calibration.matched_p_values(scores, codes, tail)
     verdicts = [verdict(float(x), fpr) for x in p]
     reasons = [""] * len(scores)
     for i in range(len(scores)):
