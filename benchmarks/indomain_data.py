@@ -547,7 +547,7 @@ def build(data: Path, out: Path, seed: int = 0, max_frames_per_video: int = 150,
         "fakes_heldout": fakes_heldout,
         "dev": dev,
         "realesrgan": {
-            "package": ESRGAN_PACKAGE, "version": metadata.version(ESRGAN_PACKAGE), "model": ESRGAN_MODEL,
+            "package": ESRGAN_PACKAGE, "version": _installed_version(ESRGAN_PACKAGE), "model": ESRGAN_MODEL,
             "api": f"Realesrgan(gpuid=-1, tta_mode=False, tilesize=0, model={ESRGAN_MODEL_ID}).process_cv2(bgr)",
             "threads": threads, "downscale": DOWNSCALE, "runs": len(runs), "cached": upscaler.cached,
             "seconds_per_frame": round(float(np.mean(runs)), 3) if runs else None,
@@ -592,6 +592,14 @@ class BicubicStandIn:
         out = bicubic(image)
         self.seconds.append(time.perf_counter() - t)
         return out
+
+
+def _installed_version(package: str) -> str | None:
+    """The package's version, or None where it is not installed (a --smoke run with the bicubic stand-in)."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def smoke_upscaler(cache: Path, threads: int = 1) -> Upscaler | BicubicStandIn:
