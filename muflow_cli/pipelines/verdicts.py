@@ -23,8 +23,8 @@ import numpy as np
 
 from muflow_cli.inputs.compression import Compression
 from muflow_cli.stats.calibration import FAKE, INCONCLUSIVE, REAL, UNCOVERED, Calibration, verdict
-from muflow_cli.stats.conformal import bh_reject, p_values
-from muflow_cli.stats.strata import POOLED, face_stratum, name
+from muflow_cli.stats.conformal import bh_reject
+from muflow_cli.stats.strata import face_stratum, name
 
 STABILITY_QUALITY = 90  # the light re-encode a verdict must survive
 STABILITY_BAND = (0.25, 2.0)  # faces with fpr * 0.25 < p <= fpr * 2 are re-scored
@@ -68,18 +68,12 @@ def judge(calibration: Calibration, scores: np.ndarray, compressions: Sequence[C
         if len(near):
             again = np.asarray(rescore(near), dtype=np.float64)
             for i, s in zip(near, again):
-                q = _p_in(calibration, used[i], s, tail)
+                q = float(calibration.p_values_in(np.array([s]), int(used[i]), tail)[0])
                 if np.isfinite(q) and verdict(q, fpr) != verdicts[i]:
                     reasons[i] = (f"inconclusive: the verdict ({verdicts[i]}, p {p[i]:.3f}) flips when the face is "
                                   f"re-saved at JPEG {STABILITY_QUALITY} (p {q:.3f})")
                     verdicts[i] = INCONCLUSIVE
     return Judged(p, [name(int(u)) if u != UNCOVERED else "" for u in used], verdicts, reasons)
-
-
-def _p_in(calibration: Calibration, stratum: int, score: float, tail: str | None) -> float:
-    """The p-value of one score in the stratum that calibrated its face."""
-    cal = calibration.scores if stratum == POOLED else calibration.strata.scores[int(stratum)]
-    return float(p_values(np.array([score]), cal, calibration.resolve(tail))[0])
 
 
 def jpeg_round_trip(crops: np.ndarray, quality: int = STABILITY_QUALITY) -> np.ndarray:

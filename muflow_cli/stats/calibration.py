@@ -128,15 +128,17 @@ class Calibration:
         scores = np.asarray(scores, dtype=np.float64)
         if self.strata is None or strata is None:
             return self.p_values(scores, tail), np.full(len(scores), POOLED, np.int64)
-        used = np.array([self.strata.lookup(int(c)) if c is not None else None for c in strata], dtype=object)
-        used = np.array([UNCOVERED if u is None else u for u in used], np.int64)
+        used = np.array([UNCOVERED if (u := self.strata.lookup(int(c))) is None else u for c in strata], np.int64)
         p = np.full(len(scores), np.nan)
         for u in np.unique(used):
             if u != UNCOVERED:
-                at = used == u
-                cal = self.scores if u == POOLED else self.strata.scores[int(u)]
-                p[at] = p_values(scores[at], cal, self.resolve(tail))
+                p[used == u] = self.p_values_in(scores[used == u], int(u), tail)
         return p, used
+
+    def p_values_in(self, scores: np.ndarray, stratum: int, tail: str | None = None) -> np.ndarray:
+        """p-values of ``scores`` against one stratum's calibration scores (POOLED: the pooled ones)."""
+        cal = self.scores if stratum == POOLED else self.strata.scores[stratum]
+        return p_values(scores, cal, self.resolve(tail))
 
     def min_p(self, tail: str | None = None) -> float:
         """Smallest p-value these scores can give: at an fpr below it nothing is ever flagged."""
