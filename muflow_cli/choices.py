@@ -9,3 +9,4 @@ FACE_DETECTORS = ("scrfd", "yunet")  # faces/detect.py
 ALIGNED_CONVENTIONS = ("muflow", "arcface", "ffhq")  # faces/align.py: pre-aligned crop conventions
 GROUP_BY = ("auto", "file", "folder")  # inputs/files.py: how faces are grouped for calibration splits
 PRECISIONS = ("auto", "fp32", "bf16")  # pipelines/fit.py: the flows' training precision (scoring is always fp32)
+FIT_PRESETS = ("paper",)  # pipelines/fit_config.py PRESETS: named fit configurations

@@ -80,6 +80,28 @@ def test_eval_writes_metrics_scores_and_plots(labelled, small_model, tmp_path):
     assert "AUC" in res.output and "soft" in res.output
 
 
+def test_eval_fdr_decides_each_perturbation_by_benjamini_hochberg(labelled, small_model, tmp_path):
+    import pandas as pd
+
+    from muflow_cli.stats.conformal import bh_reject
+
+    out = tmp_path / "eval"
+    res = runner.invoke(app, ["eval", "--model", str(small_model), "--real", str(labelled / "reals"), "--fake",
+                              f"soft={labelled / 'blurred'}", "-o", str(out), "--perturb", "jpeg:60", "--bootstrap", "0",
+                              "--fdr", "0.2"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    assert "Benjamini-Hochberg at fdr 0.2" in res.output and "FDP@thr" in res.output
+    scores = pd.read_csv(out / "scores.csv")
+    for pert, rows in scores.groupby("perturbation"):  # reals and fakes of one perturbation are one run
+        conclusive = rows[rows["verdict"].isin(["real", "fake"])]
+        assert list(conclusive["verdict"] == "fake") == list(bh_reject(conclusive["p_value"].to_numpy(float), 0.2)), pert
+    for m in json.loads((out / "metrics.json").read_text())["metrics"]:
+        flagged = scores[(scores["perturbation"] == m["perturbation"]) & (scores["verdict"] == "fake")]
+        want = (flagged["label"] == "real").mean() if len(flagged) else None
+        assert (m["fdp_at_threshold"] is None or m["fdp_at_threshold"] != m["fdp_at_threshold"]) if want is None \
+            else m["fdp_at_threshold"] == pytest.approx(want)
+
+
 def test_eval_rejects_a_bad_perturbation(labelled, tmp_path):
     res = runner.invoke(app, ["eval", "--real", str(labelled / "reals"), "--fake", str(labelled / "blurred"),
                               "-o", str(tmp_path), "--perturb", "sharpen:2"])

@@ -105,3 +105,61 @@ def test_fit_probes_the_tail_on_its_own_held_out_faces_and_stores_it(real_folder
     model, report = fit_crops(crops, groups, fast_fit_config(calibration_fraction=0.5, tail="two"), progress=False)
     assert report.tail == model.calibration.tail == "two" and np.isnan(report.tail_probe_auc)
     assert model.card.calibration.tail_probe_auc is None
+
+
+def saved(model, path) -> tuple[dict, dict]:
+    """A model's bundle as written: its card (the date aside) and every tensor (flows, targets, calibration, samples)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    model.save(path)
+    card = json.loads((path / "card.json").read_text())
+    card.pop("tensors")
+    card["training"].pop("date")
+    return card, load_file(str(path / "model.safetensors"))
+
+
+def test_crops_on_disk_give_the_very_model_crops_in_ram_give(real_folder, tmp_path, monkeypatch):
+    """fit() writes the crops to disk as it collects them and every stage reads them a batch at a time
+    (nn/row_store.py): the model is the one an in-RAM fit of the same crops gives, bit for bit (flows, Gaussian
+    targets, calibration scores, strata), and no stage reads all the fit crops at once or asks for them as an array."""
+    from muflow_cli.nn.row_store import PackedMasks, RowStore
+    from muflow_cli.pipelines.fit import fit_crops, gather_faces
+    from muflow_cli.pipelines.fit_stages import Rows
+
+    config = fast_fit_config(augment=1)
+    in_ram = gather_faces([real_folder], config, False)
+    on_disk = gather_faces([real_folder], config, False, tmp_path)
+    assert isinstance(on_disk.crops, RowStore) and isinstance(on_disk.valid, PackedMasks)
+    assert on_disk.crops.path == tmp_path / "crops.u8" and on_disk.crops.nbytes == in_ram.crops.nbytes
+    assert np.array_equal(on_disk.crops[:], in_ram.crops) and np.array_equal(on_disk.valid[:], in_ram.valid)
+    assert np.array_equal(on_disk.groups, in_ram.groups) and on_disk.sources == in_ram.sources
+
+    reads = []
+    read = RowStore.__getitem__
+
+    def counted(self, index):
+        out = read(self, index)
+        reads.append(len(out) if out.ndim == self.ndim else 1)
+        return out
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a fit stage asked for every crop as one array")
+
+    monkeypatch.setattr(RowStore, "__getitem__", counted)
+    for cls in (RowStore, PackedMasks, Rows):
+        monkeypatch.setattr(cls, "__array__", refuse)
+    streamed, s_report = fit_crops(on_disk.crops, on_disk.groups, config, False, order=on_disk.order, valid=on_disk.valid,
+                                   sources=on_disk.sources)
+    monkeypatch.undo()
+    on_disk.close()
+    assert reads and max(reads) < s_report.fit_faces  # a batch, an average's k crops: never the whole set
+    held, h_report = fit_crops(in_ram.crops, in_ram.groups, config, False, order=in_ram.order, valid=in_ram.valid,
+                               sources=in_ram.sources)
+    assert s_report.losses == h_report.losses and s_report.split == h_report.split and s_report.strata == h_report.strata
+    (card, tensors), (ref_card, ref_tensors) = saved(streamed, tmp_path / "streamed.muflow"), saved(held, tmp_path / "held.muflow")
+    assert card == ref_card and tensors.keys() == ref_tensors.keys()
+    assert any(k.startswith("model.targets") for k in tensors) and any("calibration" in k for k in tensors), sorted(tensors)
+    for k in tensors:
+        assert tensors[k].dtype == ref_tensors[k].dtype and tensors[k].equal(ref_tensors[k]), k  # bit for bit

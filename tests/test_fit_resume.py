@@ -15,9 +15,12 @@ import torch
 from conftest import FAST_FIT, fast_fit_config
 from safetensors.torch import load_file
 
+from muflow_cli.nn.row_store import RowStore
 from muflow_cli.nn.target import GaussianTarget
 from muflow_cli.pipelines.fit import fit
 from muflow_cli.pipelines.fit_checkpoint import (
+    CROPS_FILE,
+    MASKS_FILE,
     FitCheckpoint,
     FitResumeError,
     SavedFaces,
@@ -105,10 +108,14 @@ def test_each_stage_comes_back_as_the_record_it_was_saved_as(tmp_path):
     ck = FitCheckpoint(tmp_path / "ck", {"kind": "fit"})
     assert ck.load_faces() is None and ck.load_split() is None and describe(ck.path) == "nothing is done yet"
     rng = np.random.default_rng(3)
-    faces = SavedFaces(rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8), np.array([0, 0, 1, 2]), 3, {"no_face": 1}, 1.5)
+    faces = SavedFaces(rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8), np.array([0, 0, 1, 2]), 3, {"no_face": 1}, 1.5,
+                       valid=rng.random((4, 16, 16)) > 0.3)
     ck.save_faces(faces)
     back = ck.load_faces()
-    assert np.array_equal(back.crops, faces.crops) and np.array_equal(back.groups, faces.groups)
+    assert isinstance(back.crops, RowStore) and back.crops.path == ck.path / CROPS_FILE  # rows on disk, not in the npz
+    assert np.array_equal(back.crops[:], faces.crops) and np.array_equal(back.groups, faces.groups)
+    assert np.array_equal(back.valid[:], faces.valid)
+    back.close()
     assert (back.files, back.skipped, back.seconds) == (3, {"no_face": 1}, 1.5)
     targets = [GaussianTarget.fit(rng.normal(size=(40, c))) for c in (3, 5)]
     split = SavedSplit(np.array([True, False, False, True]), targets, np.zeros((2, 8, 8, 3), np.uint8),
@@ -120,3 +127,50 @@ def test_each_stage_comes_back_as_the_record_it_was_saved_as(tmp_path):
     for a, b in zip(back.targets, targets):
         assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
     assert describe(ck.path) == "the faces and averages are done"
+
+
+def test_a_resumed_fit_reads_the_crops_kept_as_rows_and_a_format_2_checkpoint_still_resumes(real_folder, tmp_path, monkeypatch):
+    """The checkpoint keeps the crops as the rows the fit collected them into (no second copy in faces.npz);
+    resuming reads them from there, and a checkpoint of format 2 (the crops inside faces.npz) resumes too."""
+    import muflow_cli.pipelines.fit as fit_module
+
+    ck, config, paths = tmp_path / "ck", fast_fit_config(), [real_folder]
+    first, _ = fit(paths, config, progress=False, checkpoint_dir=ck, keep_checkpoint=True)
+    with np.load(ck / "faces.npz") as z:
+        assert "crops" not in z and "valid" not in z
+    assert (ck / CROPS_FILE).stat().st_size == 36 * 128 * 128 * 3 and (ck / MASKS_FILE).stat().st_size == 36 * 128 * 16
+
+    def no_collecting(*args, **kwargs):
+        raise AssertionError("the faces were collected again")
+
+    monkeypatch.setattr(fit_module, "collect_faces", no_collecting)
+    for stage in ("split.safetensors", "epoch.safetensors"):  # the averages and epochs are redone from the rows on disk
+        (ck / stage).unlink()
+    again, _ = fit(paths, config, progress=False, checkpoint_dir=ck, resume=True, keep_checkpoint=True)
+
+    # the same checkpoint as format 2 wrote it: crops and packed masks inside faces.npz, no rows beside it
+    crops, valid = np.fromfile(ck / CROPS_FILE, np.uint8).reshape(36, 128, 128, 3), np.fromfile(ck / MASKS_FILE, np.uint8)
+    with np.load(ck / "faces.npz") as z:
+        np.savez(ck / "faces.npz", crops=crops, groups=z["groups"], order=z["order"], valid=valid.reshape(36, 128, 16),
+                 side=np.int64(128))
+    meta = json.loads((ck / "faces.json").read_text())
+    del meta["rows"]
+    (ck / "faces.json").write_text(json.dumps(meta))
+    head = json.loads((ck / "settings.json").read_text())
+    (ck / "settings.json").write_text(json.dumps(dict(head, format="muflow-fit-checkpoint/2")))
+    for name in (CROPS_FILE, MASKS_FILE, "split.safetensors", "epoch.safetensors"):
+        (ck / name).unlink()
+    old, _ = fit(paths, config, progress=False, checkpoint_dir=ck, resume=True)
+    assert not ck.exists()  # removed once the fit returns
+
+    (card, tensors) = bundle_of(first, tmp_path / "first.muflow")
+    for other in (again, old):
+        other_card, other_tensors = bundle_of(other, tmp_path / "other.muflow")
+        assert other_card == card and other_tensors.keys() == tensors.keys()
+        for k in tensors:
+            assert tensors[k].equal(other_tensors[k]), k  # bit for bit
+
+
+def bundle_of(model, path: Path) -> tuple[dict, dict]:
+    model.save(path)
+    return bundle(path)

@@ -133,6 +133,28 @@ def test_scan_rows_summary_and_domain_check_are_the_scans(server, t1_path, astro
     assert body["provenance"] == {"none": 2}
 
 
+def test_fdr_decides_over_the_requests_faces_as_a_local_scan_of_them(server, t1_path, astronaut, tmp_path, default_detector):
+    from muflow_cli.pipelines.scan import scan
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(t1_path, folder / "t1.jpg")
+    write_rgb(folder / "astronaut.png", astronaut)
+    paths = [folder / "t1.jpg", folder / "astronaut.png"]
+    p = np.sort(scan(paths, default_detector, ScanConfig(), progress=False)["p_value"].dropna().to_numpy(float))
+    q = float(min(1.0, (p * len(p) / np.arange(1, len(p) + 1)).min() * 1.001))  # the smallest q at which BH flags a face
+    local = scan(paths, default_detector, ScanConfig(fdr=q), progress=False)
+    assert (local["verdict"] == "fake").any()
+    files = [("file", ("t1.jpg", t1_path.read_bytes())), ("file", ("astronaut.png", (folder / "astronaut.png").read_bytes()))]
+    res = server.client.post("/v1/scan", params={"fdr": q}, files=files)
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert [r["verdict"] for f in body["files"] for r in f["rows"]] == list(local["verdict"].astype(str))
+    assert f"fdr {q:g}: fake when Benjamini-Hochberg rejects" in body["rule"]
+    assert "fdr" in {p["name"] for p in server.client.get("/openapi.json").json()["paths"]["/v1/video"]["post"]["parameters"]}
+    assert error_of(server.client.post("/v1/scan", params={"fdr": 1.5}, files=files[:1]), 400) == "bad_options"
+
+
 def test_a_raw_body_gets_its_name_as_data_and_the_heat_maps_as_pngs(server, astronaut, default_detector):
     name = "../../etc/<b>astro</b>.png"
     res = server.client.post("/v1/scan", content=encoded(astronaut), headers={"content-type": "image/png"},

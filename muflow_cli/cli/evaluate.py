@@ -16,7 +16,7 @@ from muflow_cli.progress import stdout as out
 
 # Headline columns of the eval table that fit 80 columns; the rest show on wider terminals (all are in metrics.json).
 EVAL_HEADLINE = ("perturbation", "fakes", "n real/fake", "AUC [95% CI]", "TPR@thr", "FPR@thr", "fakes score")
-EVAL_WIDE = ("AP", "EER", "acc@thr", "coverage r/f", "TPR@1%", "TPR@5%")
+EVAL_WIDE = ("AP", "EER", "acc@thr", "FDP@thr", "coverage r/f", "TPR@1%", "TPR@5%")
 
 
 @opt.face_finding
@@ -27,6 +27,7 @@ def evaluate(
     model: Optional[Path] = opt.MODEL,
     perturb: list[str] = typer.Option([], "--perturb", help="jpeg:Q, webp:Q, resize:F (down and up), scale:F (down), blur:SIGMA, noise:SIGMA or flip (repeatable); clean is always measured."),
     fpr: float = typer.Option(0.05, "--fpr", min=1e-6, max=0.999999, help="The model's operating point for accuracy and TPR at threshold."),
+    fdr: Optional[float] = opt.FDR,
     tail: Optional[opt.Tail] = opt.TAIL,
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for 95 % intervals (0: none)."),
     seed: int = typer.Option(0, "--seed"),
@@ -52,7 +53,8 @@ def evaluate(
     for name, path in reals + fakes:
         if not path.exists():
             fail(f"no such folder: {path} ({name})", 2)
-    config = EvalConfig(fpr=fpr, tail=tail, bootstrap=bootstrap, seed=seed, batch_size=batch_size, faces=faces, provenance=provenance, parts=parts)
+    config = EvalConfig(fpr=fpr, tail=tail, bootstrap=bootstrap, seed=seed, batch_size=batch_size, faces=faces, provenance=provenance, parts=parts,
+                        fdr=fdr)
     config.check()
     det = load_model(model, device, None, engine)
     scores, metrics = evaluate(reals, fakes, det, perts, config, progress=not quiet)
@@ -63,7 +65,8 @@ def evaluate(
     if quiet:
         return
     wide = out.width >= 150
-    t = Table(title=f"muflow eval ({det.calibration.resolve(config.tail)}-sided, fpr {fpr:g})")
+    rule = f"Benjamini-Hochberg at fdr {fdr:g} per perturbation" if fdr is not None else f"fpr {fpr:g}"
+    t = Table(title=f"muflow eval ({det.calibration.resolve(config.tail)}-sided, {rule})")
     columns = EVAL_HEADLINE[:-1] + (EVAL_WIDE if wide else ()) + EVAL_HEADLINE[-1:]
     for col in columns:
         t.add_column(col, justify="left" if col in ("perturbation", "fakes") else "right")
@@ -94,6 +97,6 @@ def _cells(m: dict) -> dict[str, str]:
     auc = (f"{m['auc']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")) if "auc" in m else "–"
     return {"perturbation": m["perturbation"], "fakes": m["fake_source"], "n real/fake": f"{m['n_real']}/{m['n_fake']}",
             "AUC [95% CI]": auc, "AP": f("ap"), "EER": f("eer"), "TPR@thr": f("tpr_at_threshold"),
-            "FPR@thr": f("fpr_at_threshold"), "acc@thr": f("accuracy_at_threshold"),
+            "FPR@thr": f("fpr_at_threshold"), "acc@thr": f("accuracy_at_threshold"), "FDP@thr": f("fdp_at_threshold"),
             "coverage r/f": f"{f('coverage_real')}/{f('coverage_fake')}", "TPR@1%": f("tpr_at_fpr_1"),
             "TPR@5%": f("tpr_at_fpr_5"), "fakes score": m["fakes_side"]}

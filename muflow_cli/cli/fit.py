@@ -15,9 +15,13 @@ from muflow_cli.faces.options import FaceFinding
 from muflow_cli.pipelines.fit_config import FitConfig
 from muflow_cli.progress import stderr as err
 
+# Options a preset sets when the user does not: command-line name -> FitConfig field.
+PRESET_OPTIONS = {"backbone": "backbone", "k": "k", "averages": "averages", "crop_size": "crop_size"}
+
 
 @opt.face_finding
 def fit(
+    ctx: typer.Context,
     paths: Optional[list[Path]] = typer.Argument(None, help="Folders (or files) of real face images."),
     files_from: Optional[Path] = opt.FILES_FROM,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the model bundle (a folder); default: NAME.muflow here, after the first input."),
@@ -30,6 +34,7 @@ def fit(
     backbone: str = typer.Option("mobilenetv2_100", "--backbone", help="timm backbone name."),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights (.safetensors)."),
     download_backbone: bool = typer.Option(False, "--download-backbone", help="Let timm download pretrained weights (needs network)."),
+    preset: Optional[opt.FitPresetName] = typer.Option(None, "--preset", help="A named configuration; options given beside it win. paper: the µFlow paper's (ResNet-50 stages 1-3, k 500, M 1000, 256-px crops, 8 flow steps; your ResNet-50 weights via --backbone-weights)."),
     framings: int = typer.Option(FitConfig.framings, "--framings", min=0, max=8, help="Copies of each fit face cut as headshots are, so the masked flows learn the photo's edge (docs/method.md, Framing)."),
     augment: int = typer.Option(0, "--augment", min=0, max=8, help="Degraded copies (JPEG, resampling, blur, noise, colour) of each fit face in flow training; 1 makes verdicts hold on re-saved photos (docs/method.md)."),
     steps: int = typer.Option(8, "--flow-steps", min=1, help="Coupling steps per flow."),
@@ -51,13 +56,22 @@ def fit(
     from muflow_cli.model.bundle import check_output
     from muflow_cli.nn.config import FlowConfig
     from muflow_cli.pipelines.fit import fit as run_fit
+    from muflow_cli.pipelines.fit_config import PRESETS
 
-    config = FitConfig(
+    fields = dict(
         crop_size=crop_size, faces=faces, backbone=backbone, backbone_weights=backbone_weights, download_backbone=download_backbone,
         flow=FlowConfig(steps=steps), k=k, averages=averages, calibration_fraction=calibration_fraction, group_by=group_by,
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, tail=tail, device=device, cache=cache, cache_dir=cache_dir,
         augment=augment, framings=framings, precision=precision, strata=strata,
     )
+    if preset is None:
+        config = FitConfig(**fields)
+    else:  # the preset's values, except where the user gave the option
+        unset = [name for name in (*PRESET_OPTIONS, "steps") if ctx.get_parameter_source(name).name != "COMMANDLINE"]
+        fields = {k: v for k, v in fields.items() if k not in {PRESET_OPTIONS.get(n) for n in unset}}
+        if "steps" in unset:
+            fields.pop("flow")
+        config = PRESETS[preset].config(**fields)
     config.check()
     if not paths and files_from is None:
         fail("give folders or files of real faces, or --files-from LIST", 2)

@@ -32,6 +32,7 @@ FaceDetectorName = Literal[choices.FACE_DETECTORS]
 AlignedConvention = Literal[choices.ALIGNED_CONVENTIONS]
 Precision = Literal[choices.PRECISIONS]
 CachePlace = Literal[choices.CACHE_PLACES]
+FitPresetName = Literal[choices.FIT_PRESETS]
 
 HTML_HELP = ("Write an HTML report: NAME.html is one self-contained file (for a large scan: NAME.html is the index, "
              "its pages are in NAME_files/); any other NAME is a folder of pages with NAME/index.html.")

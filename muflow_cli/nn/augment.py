@@ -88,7 +88,7 @@ class AugmentedRows:
 
     def _many(self, index) -> list[tuple[np.ndarray, np.ndarray | None]]:
         if isinstance(index, slice):
-            index = np.arange(len(self))[index]
+            index = np.arange(*index.indices(len(self)))  # not np.arange(len(self)): a batch costs O(batch), not O(faces)
         return [self._one(int(i)) for i in np.atleast_1d(index)]
 
     def __getitem__(self, index) -> np.ndarray:

@@ -5,21 +5,23 @@ for the default model, benchmarks/fit_cache.py). Why float16: features are layer
 (unit scale), so half precision keeps ~3 significant digits at half the bytes.
 Why on disk sometimes: the default model's features take 304 KiB per face, 3 GB for 10k faces.
 The cache stays in RAM while it needs at most half of the memory available; beyond that (or
-when asked) it is a memory-mapped file in a temporary folder, deleted when the fit ends, and
-each batch reads its faces from it: the operating system keeps in its page cache what fits.
+when asked) it is nameless temporary files (nn/row_store.py; one per layer, and one per layer of the
+masks a masked fit keeps), freed when the fit ends however it ends, and each batch reads its faces
+from them: the operating system keeps in its page cache what fits, and the fit's own memory stays
+flat in the number of faces (a memory map would count every page read in the fit's resident memory).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from muflow_cli.choices import CACHE_PLACES  # re-exported
+from muflow_cli.nn.row_store import RowStore
 
 
 def available_memory() -> int | None:
@@ -38,7 +40,7 @@ def available_memory() -> int | None:
 
 
 class FeatureCache:
-    """One float16 array per layer, (n, C, H, W), in RAM or memory-mapped from a temporary file."""
+    """One float16 array per layer, (n, C, H, W), in RAM or in a temporary file (a RowStore)."""
 
     def __init__(self, shapes: list[tuple[int, int, int]], n: int, where: str = "auto", directory: Path | None = None) -> None:
         if where not in CACHE_PLACES:
@@ -47,16 +49,11 @@ class FeatureCache:
         self.bytes_per_face = sum(2 * math.prod(s) for s in shapes)
         avail = available_memory()
         self.on_disk = where == "disk" or (where == "auto" and avail is not None and n * self.bytes_per_face > avail // 2)
-        self._tmp: tempfile.TemporaryDirectory | None = None
-        if self.on_disk:
-            self._tmp = tempfile.TemporaryDirectory(prefix="muflow-features-", dir=directory)
-            self.arrays = [
-                np.lib.format.open_memmap(Path(self._tmp.name) / f"layer{j}.npy", mode="w+", dtype=np.float16, shape=(n, *s))
-                for j, s in enumerate(shapes)
-            ]
-        else:
-            self.arrays = [np.empty((n, *s), dtype=np.float16) for s in shapes]
-        self.masks: list[np.ndarray] | None = None
+        self.directory = directory
+        self.arrays: list[np.ndarray | RowStore] = (
+            [RowStore.temporary(s, np.float16, n, directory) for s in shapes] if self.on_disk
+            else [np.empty((n, *s), dtype=np.float16) for s in shapes])
+        self.masks: list[np.ndarray | RowStore] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -68,12 +65,13 @@ class FeatureCache:
 
     def put(self, start: int, feats: list[torch.Tensor], masks: list[torch.Tensor] | None = None) -> None:
         """Features of faces ``start``...; ``masks`` (a masked fit): the positions each face is scored on,
-        kept in RAM (bits: 5 KiB a face for the default model, where its features take 304 KiB)."""
+        kept where the features are (5 KiB a face for the default model, where its features take 304 KiB)."""
         for arr, f in zip(self.arrays, feats):
             arr[start : start + len(f)] = f.detach().to(torch.float16).cpu().numpy()
         if masks is not None:
             if self.masks is None:
-                self.masks = [np.zeros((self.n, *m.shape[2:]), bool) for m in masks]
+                self.masks = [RowStore.temporary(m.shape[2:], bool, self.n, self.directory) if self.on_disk
+                              else np.zeros((self.n, *m.shape[2:]), bool) for m in masks]
             for arr, m in zip(self.masks, masks):
                 arr[start : start + len(m)] = m[:, 0].detach().cpu().numpy() > 0
 
@@ -94,10 +92,10 @@ class FeatureCache:
         return [torch.from_numpy(np.ascontiguousarray(arr[idx])).to(device).to(torch.float32, memory_format=memory_format) for arr in self.arrays]
 
     def close(self) -> None:
-        self.arrays = []
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        for arr in [*self.arrays, *(self.masks or [])]:
+            if isinstance(arr, RowStore):
+                arr.close()
+        self.arrays, self.masks = [], None
 
     def __enter__(self) -> "FeatureCache":
         return self

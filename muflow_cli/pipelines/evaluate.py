@@ -22,7 +22,8 @@ from muflow_cli.inputs.perturb import Perturbation
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.pipelines.scan import ScanConfig, scan
 from muflow_cli.pipelines.schema import provenance_counts
-from muflow_cli.stats.calibration import check_fpr, check_tail
+from muflow_cli.pipelines.verdicts import apply_fdr
+from muflow_cli.stats.calibration import check_fdr, check_fpr, check_tail
 
 
 @dataclass
@@ -35,9 +36,11 @@ class EvalConfig:
     faces: FaceFinding = field(default_factory=FaceFinding)  # None fields: the model's
     provenance: bool = True  # read each file's provenance (once, on the clean run; perturbations change pixels, not files)
     parts: bool = False  # also the score's parts per face (part_face, part_residual, part_logdet; torch) and their AUCs
+    fdr: float | None = None  # verdicts by Benjamini-Hochberg over each perturbation's run (reals and fakes together)
 
     def check(self) -> None:
         check_fpr(self.fpr)
+        check_fdr(self.fdr)
         check_tail(self.tail)
         self.faces.check()
         if self.bootstrap < 0 or (self.batch_size is not None and self.batch_size < 1):
@@ -110,6 +113,8 @@ def source_metrics(reals: pd.DataFrame, fakes: pd.DataFrame, fpr: float, n_boot:
     out["coverage_real"] = float(conclusive[y == 0].mean()) if len(reals) else float("nan")
     out["coverage_fake"] = float(conclusive[y == 1].mean()) if len(fakes) else float("nan")
     out["accuracy_conclusive"] = float((flagged == (y == 1))[conclusive].mean()) if conclusive.any() else float("nan")
+    # What --fdr bounds: the share of flagged faces that are real (it depends on the mix of reals and fakes given).
+    out["fdp_at_threshold"] = float((y[flagged] == 0).mean()) if flagged.any() else float("nan")
     out["nominal_fpr"] = fpr
     return out
 
@@ -125,6 +130,7 @@ def evaluate(
     """(scores table of every file and face, metrics rows: one per perturbation and fake source, plus 'all').
 
     The clean run (no perturbation) is always measured first: every perturbed number needs it beside it.
+    With ``config.fdr`` the verdicts are Benjamini-Hochberg's over all reals and fakes of one perturbation.
     Each file's provenance is read on the clean run and copied to its perturbed rows (a perturbation
     changes the pixels, not what the file says about itself)."""
     config.check()
@@ -155,6 +161,8 @@ def evaluate(
                 df.insert(2, "label", "fake" if label else "real")
                 frames.append(df)
     scores = pd.concat(frames, ignore_index=True)
+    if config.fdr is not None:  # one run per perturbation, as a user would scan one folder of these reals and fakes
+        scores = pd.concat([apply_fdr(rows.copy(), config.fdr) for _, rows in scores.groupby("perturbation", sort=False)])
     rng = np.random.default_rng(config.seed)
     metrics = []
     for pert in perturbations:

@@ -8,6 +8,10 @@ when large: nn/feature_cache.py) -> flows trained many epochs on the cache -> ca
 held-out reals -> the bundle. Calibration faces take no part in averages or training. With a checkpoint
 (pipelines/fit_checkpoint.py) the faces, the split and targets, and each epoch are kept, and a resumed
 fit goes on from them.
+
+The crops (196 KiB a face at 256 px) are written to disk as they are collected — into the checkpoint
+when there is one, else a nameless temporary file — and every stage reads them a batch at a time
+(nn/row_store.py): the fit's memory does not grow with its faces; the system's page cache keeps what fits.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,7 +30,8 @@ from muflow_cli.inputs.images import iter_image_files
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.model.device import pick_device, training_precision
 from muflow_cli.nn.config import MIN_INSIDE
-from muflow_cli.pipelines.fit_checkpoint import FitCheckpoint, SavedFaces, fit_settings
+from muflow_cli.nn.row_store import PackedMasks, RowStore
+from muflow_cli.pipelines.fit_checkpoint import CROPS_FILE, MASKS_FILE, FitCheckpoint, SavedFaces, fit_settings
 from muflow_cli.pipelines.fit_config import MIN_FACES, FitConfig, FitError, FitReport, default_epochs, detector_spec
 from muflow_cli.pipelines.fit_stages import (
     Rows,
@@ -73,19 +79,22 @@ def fit(
         checkpoint = FitCheckpoint(checkpoint_dir, fit_settings(config, [str(p.resolve()) for p in paths]), resume)
     faces = checkpoint.load_faces() if checkpoint is not None else None
     if faces is None:
-        faces = gather_faces(paths, config, progress)
+        faces = gather_faces(paths, config, progress, checkpoint.path if checkpoint is not None else "temporary")
         if checkpoint is not None:
             checkpoint.save_faces(faces)
     report = FitReport(files=faces.files, skipped=faces.skipped, seconds={"faces": faces.seconds}, links=faces.links or {})
-    result = fit_crops(faces.crops, faces.groups, config, progress, report, notify, checkpoint, faces.order, faces.valid,
-                       faces.sources)
+    try:
+        result = fit_crops(faces.crops, faces.groups, config, progress, report, notify, checkpoint, faces.order, faces.valid,
+                           faces.sources)
+    finally:
+        faces.close()
     if checkpoint is not None and not keep_checkpoint:
         checkpoint.remove()
     return result
 
 
 def fit_crops(
-    crops: np.ndarray,
+    crops: np.ndarray | RowStore,
     group_ids: np.ndarray | None = None,
     config: FitConfig = FitConfig(),
     progress: bool = True,
@@ -93,10 +102,11 @@ def fit_crops(
     notify: Callable[[str], None] | None = None,
     checkpoint: FitCheckpoint | None = None,
     order: np.ndarray | None = None,
-    valid: np.ndarray | None = None,
+    valid: np.ndarray | PackedMasks | None = None,
     sources: list[str] | None = None,
 ) -> tuple[DeepfakeModel, FitReport]:
-    """Fit on aligned crops already in memory (``group_ids``: crops that share a photo or video;
+    """Fit on aligned crops, in RAM (an array) or on disk (a RowStore, as fit() collects them; read a batch at
+    a time, the same fit value for value) (``group_ids``: crops that share a photo or video;
     ``order``: each crop's place in time, for holding out the later part of sequences; None: as given;
     ``valid``: (N, S, S) the crop pixels inside each photo, ``Face.valid``; None: all of them;
     ``sources``: the file of each crop, re-processed for the calibration strata; None: the crops themselves).
@@ -129,10 +139,12 @@ def fit_crops(
     return model, report
 
 
-def gather_faces(paths: list[Path], config: FitConfig, progress: bool) -> SavedFaces:
-    """collect_faces, timed, skip reasons that occurred only, grouped (face_groups): the record a checkpoint keeps."""
+def gather_faces(paths: list[Path], config: FitConfig, progress: bool, store: Path | Literal["temporary"] | None = None
+                 ) -> SavedFaces:
+    """collect_faces, timed, skip reasons that occurred only, grouped (face_groups): the record a checkpoint keeps.
+    ``store``: where the crops go (collect_faces)."""
     t0 = time.perf_counter()
-    crops, face_files, files, skipped, valid = collect_faces(paths, config, progress)
+    crops, face_files, files, skipped, valid = collect_faces(paths, config, progress, store)
     prints = fingerprint(crops) if config.group_by == "auto" else None
     groups, order, links = face_groups(face_files, config.group_by, prints)
     return SavedFaces(crops, groups, len(files), {k: v for k, v in skipped.items() if v}, time.perf_counter() - t0,
@@ -140,15 +152,22 @@ def gather_faces(paths: list[Path], config: FitConfig, progress: bool) -> SavedF
 
 
 def collect_faces(
-    paths: list[Path], config: FitConfig, progress: bool = True
-) -> tuple[np.ndarray, list[Path], list[Path], Counter, np.ndarray]:
+    paths: list[Path], config: FitConfig, progress: bool = True, store: Path | Literal["temporary"] | None = None,
+) -> tuple[np.ndarray | RowStore, list[Path], list[Path], Counter, np.ndarray | PackedMasks]:
     """Aligned crops (N, S, S, 3) of every usable face, the file of each, the files read, skips, and the
     crop pixels inside each photo (N, S, S). A masked fit passes over faces it could not score
     (``not_scored``: less than MIN_INSIDE of the crop inside the photo).
 
+    ``store``: None keeps crops and masks in RAM, as arrays (small sets, the benchmarks); a folder: each file's
+    faces are appended to files there as they are found (CROPS_FILE, MASKS_FILE: a checkpoint's), and come
+    back as a RowStore and PackedMasks; "temporary": likewise, in nameless temporary files in ``config.cache_dir``.
+
     Files are read on the same worker pool as ``muflow scan`` (faces.FaceStage)."""
     files = list(iter_image_files(paths))
     crops, valid, face_files, skipped = [], [], [], Counter()
+    side = config.crop_size
+    disk = None if store is None else (_rows(store, CROPS_FILE, (side, side, 3), config),
+                                       _rows(store, MASKS_FILE, (side, (side + 7) // 8), config))
     make = detector_spec(config).factory(config.faces)
     with FaceStage(config.faces, make, config.crop_size, config.context) as stage:
         results = track(stage.map(files), "faces   ", total=len(files), enabled=progress)
@@ -162,11 +181,24 @@ def collect_faces(
                 scored = [f for f in kept if f.inside >= MIN_INSIDE]
                 skipped["not_scored"] += len(kept) - len(scored)
                 kept = scored
-            crops += [f.crop for f in kept]
-            valid += [f.mask for f in kept]
             face_files += [files[i]] * len(kept)
+            if disk is not None and kept:
+                disk[0].append(np.stack([f.crop for f in kept]))
+                disk[1].append(PackedMasks.pack(np.stack([f.mask for f in kept])))
+            elif disk is None:
+                crops += [f.crop for f in kept]
+                valid += [f.mask for f in kept]
+    if disk is not None:
+        return disk[0], face_files, files, skipped, PackedMasks(disk[1], side)
     empty = np.zeros((0, config.crop_size, config.crop_size, 3), np.uint8)
     return _stack(crops, empty), face_files, files, skipped, _stack(valid, np.zeros(empty.shape[:3], bool))
+
+
+def _rows(store: Path | str, name: str, row_shape: tuple[int, ...], config: FitConfig) -> RowStore:
+    """A new uint8 RowStore for collect_faces: ``name`` in the folder ``store``, or a temporary one."""
+    if store == "temporary":
+        return RowStore.temporary(row_shape, np.uint8, directory=config.cache_dir)
+    return RowStore.create(Path(store) / name, row_shape, np.uint8)
 
 
 def _stack(crops: list[np.ndarray], empty: np.ndarray) -> np.ndarray:

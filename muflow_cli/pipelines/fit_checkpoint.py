@@ -4,8 +4,11 @@ Three stages are kept, each written atomically and flushed to disk before it is 
 (inputs/atomic.py, ``fsync=True``: a power cut leaves the previous stage, never half a file), in
 formats that load without running code (npz read with ``allow_pickle=False``, safetensors, JSON):
 
-* ``faces.npz`` then ``faces.json``: the collected crops (uint8), group ids and capture order; file count, skips
-  (the JSON is written second, so it vouches for a whole npz);
+* ``crops.u8`` and ``valid.bits``, then ``faces.npz``, then ``faces.json``: the collected crops (raw uint8 rows,
+  written there while they are collected and read back a batch at a time: nn/row_store.py; a 100k-face fit's
+  20 GB are never in RAM, nor copied), the crop pixels inside each photo (bits), group ids and capture order;
+  file count, skips (the rows are flushed to disk first and the JSON is written last, so it vouches for
+  whole files). A checkpoint of format 2 (the crops inside ``faces.npz``) still resumes, its crops in RAM;
 * ``split.safetensors``: the calibration and fit masks (stats/splits.py), the Gaussian target of each layer, the report's
   sample of average faces, and the numpy and torch RNG states after the averages;
 * ``epoch.safetensors``: after each finished epoch, the flows, Adam's state, the LR schedule,
@@ -35,10 +38,13 @@ import torch
 
 from muflow_cli.errors import UsageError
 from muflow_cli.inputs.atomic import atomic_write
+from muflow_cli.nn.row_store import PackedMasks, RowStore
 from muflow_cli.nn.target import GaussianTarget
 from muflow_cli.pipelines.identity import run_settings
 
-FORMAT = "muflow-fit-checkpoint/2"  # 2: faces keep their capture order; the split its gap and kind
+FORMAT = "muflow-fit-checkpoint/3"  # 3: the crops are rows on disk beside faces.npz; 2: in it
+READS = (FORMAT, "muflow-fit-checkpoint/2")  # formats a resumed fit reads
+CROPS_FILE, MASKS_FILE = "crops.u8", "valid.bits"  # the collected faces' rows (fit.collect_faces writes them here)
 
 
 class FitResumeError(UsageError):
@@ -49,15 +55,21 @@ class FitResumeError(UsageError):
 class SavedFaces:
     """Stage (a): what collecting the faces gave."""
 
-    crops: np.ndarray  # (N, S, S, 3) uint8 aligned crops
+    crops: np.ndarray | RowStore  # (N, S, S, 3) uint8 aligned crops (on disk as the fit collects them)
     groups: np.ndarray  # (N,) group index of each crop (pipelines/fit.py face_groups)
     files: int  # image files read
     skipped: dict[str, int]  # files or faces passed over, by reason
     seconds: float  # time it took
     order: np.ndarray | None = None  # (N,) capture order of each crop's file (None: as collected)
     links: dict[str, int] | None = None  # how the groups were made (stats/near_duplicates.Links)
-    valid: np.ndarray | None = None  # (N, S, S) bool: crop pixels inside the photo (None: all of them)
+    valid: np.ndarray | PackedMasks | None = None  # (N, S, S) bool: crop pixels inside the photo (None: all of them)
     sources: list[str] | None = None  # (N,) the file of each crop: calibration files are re-processed for the strata
+
+    def close(self) -> None:
+        """Let go of the crop files (a fit's are removed with its checkpoint, or freed when temporary)."""
+        for rows in (self.crops, self.valid):
+            if isinstance(rows, (RowStore, PackedMasks)):
+                rows.close()
 
 
 @dataclass
@@ -164,7 +176,7 @@ class FitCheckpoint:
 
     def _check(self) -> None:
         head = _read_json(self.path / "settings.json") or {}
-        if head.get("format") != FORMAT:
+        if head.get("format") not in READS:
             raise FitResumeError(f"{self.path} is not a muflow fit checkpoint; delete it or fit without --resume")
         old = head.get("settings", {})
         if old != self.settings:
@@ -176,25 +188,60 @@ class FitCheckpoint:
 
     # -- (a) collected faces ------------------------------------------------------
     def save_faces(self, faces: SavedFaces) -> None:
+        """Keep the collected faces. Crops and masks already in this folder (fit.collect_faces writes them
+        here) are flushed and recorded, not copied; others (an array) are written here first, a chunk at a time."""
+        n, side = len(faces.crops), int(faces.crops.shape[2])
+        crops = self._rows_here(faces.crops, CROPS_FILE, (side, side, 3))
+        crops.sync()
+        masks = None
+        if faces.valid is not None:
+            packed = faces.valid.bits if isinstance(faces.valid, PackedMasks) else _Packing(faces.valid)
+            masks = self._rows_here(packed, MASKS_FILE, (side, (side + 7) // 8))
+            masks.sync()
+
         def write(p: str) -> None:
             with open(p, "wb") as fh:
                 order = np.arange(len(faces.groups)) if faces.order is None else faces.order
-                valid = np.ones(faces.crops.shape[:3], bool) if faces.valid is None else faces.valid
-                np.savez(fh, crops=faces.crops, groups=np.asarray(faces.groups, np.int64), order=np.asarray(order, np.int64),
-                         valid=np.packbits(valid, axis=-1), side=np.int64(faces.crops.shape[2]))
+                np.savez(fh, groups=np.asarray(faces.groups, np.int64), order=np.asarray(order, np.int64), side=np.int64(side))
 
         atomic_write(self.path / "faces.npz", write, fsync=True)
         _write_json(self.path / "faces.json", {"files": faces.files, "skipped": dict(faces.skipped), "seconds": faces.seconds,
-                                               "links": faces.links, "sources": faces.sources})
+                                               "links": faces.links, "sources": faces.sources,
+                                               "rows": {"faces": n, "side": side, "crops": CROPS_FILE,
+                                                        "valid": MASKS_FILE if masks is not None else None}})
+
+    def _rows_here(self, rows, name: str, row_shape: tuple[int, ...]) -> RowStore:
+        """``rows`` as the RowStore ``name`` of this folder: itself when it is that file, else a copy written there."""
+        if isinstance(rows, RowStore) and rows.path is not None and rows.path.resolve() == (self.path / name).resolve():
+            return rows
+        out = RowStore.create(self.path / name, row_shape, np.uint8)
+        for s in range(0, len(rows), 256):
+            out.append(rows[s : s + 256])
+        return out
 
     def load_faces(self) -> SavedFaces | None:
-        """The collected faces, or None if that stage was not reached."""
+        """The collected faces (their crops on disk, read on demand), or None if that stage was not reached."""
         meta = _read_json(self.path / "faces.json")
         if meta is None or not (self.path / "faces.npz").is_file():
             return None
         with np.load(self.path / "faces.npz", allow_pickle=False) as z:
-            valid = np.unpackbits(z["valid"], axis=-1, count=int(z["side"])).astype(bool) if "valid" in z else None
-            return SavedFaces(z["crops"], z["groups"], int(meta["files"]), dict(meta["skipped"]), float(meta["seconds"]),
+            if "crops" in z:  # format 2: the crops inside the npz (in RAM, as that fit held them)
+                valid = np.unpackbits(z["valid"], axis=-1, count=int(z["side"])).astype(bool) if "valid" in z else None
+                crops = z["crops"]
+            else:
+                rows = meta["rows"]
+                n, side = int(rows["faces"]), int(rows["side"])
+                try:
+                    crops = RowStore.open(self.path / rows["crops"], (side, side, 3), np.uint8, n)
+                except (OSError, ValueError):  # rows missing or cut short: the faces are collected again
+                    return None
+                try:
+                    valid = (PackedMasks(RowStore.open(self.path / rows["valid"], (side, (side + 7) // 8), np.uint8, n), side)
+                             if rows.get("valid") else None)
+                except (OSError, ValueError):
+                    crops.close()
+                    return None
+            return SavedFaces(crops, z["groups"], int(meta["files"]), dict(meta["skipped"]), float(meta["seconds"]),
                               z["order"], meta.get("links"), valid, meta.get("sources"))
 
     # -- (b) split, targets, averages sample ----------------------------------------
@@ -259,3 +306,16 @@ class FitCheckpoint:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class _Packing:
+    """Bool masks (an array) read as their packed bits, a slice at a time: what ``_rows_here`` copies."""
+
+    def __init__(self, masks) -> None:
+        self.masks = masks
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return PackedMasks.pack(self.masks[index])

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from muflow_cli.choices import CACHE_PLACES, PRECISIONS
+from muflow_cli.choices import CACHE_PLACES, FIT_PRESETS, PRECISIONS
 from muflow_cli.errors import ConfigError, MuflowError
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.inputs.files import GROUP_BY
@@ -79,6 +79,45 @@ class FitConfig:
             raise ConfigError("context must be at least 1 (the template's own framing)")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}")
+        from muflow_cli.nn.features import backbone_card  # torch: not at import (the CLI's --help stays fast)
+
+        if backbone_card(self.backbone).weights is None and self.backbone_weights is None and not self.download_backbone:
+            # said before collecting faces (hours on a big folder), not when the backbone is built after it
+            raise ConfigError(
+                f"no weights for backbone {self.backbone!r} ship with muflow: pass --backbone-weights FILE.safetensors "
+                "(timm's parameter names; python scripts/convert_pth.py IN.pth OUT.safetensors converts a .pth)"
+            )
+
+
+@dataclass(frozen=True)
+class FitPreset:
+    """A named fit configuration, with where its numbers come from: asked for by name, not assembled from options."""
+
+    name: str
+    fields: tuple[tuple[str, object], ...]  # FitConfig fields it sets
+    flow_steps: int
+    source: str
+
+    def config(self, **given: object) -> FitConfig:
+        """The preset's FitConfig; ``given`` (what the user set explicitly) wins over it."""
+        values = {**dict(self.fields), **given}
+        flow = values.pop("flow", None) or FlowConfig()
+        if "flow" not in given:
+            flow = replace(flow, steps=self.flow_steps)
+        return FitConfig(**values, flow=flow)
+
+
+PRESETS: dict[str, FitPreset] = {
+    "paper": FitPreset(
+        "paper",
+        (("backbone", "resnet50"), ("taps", (1, 2, 3)), ("k", 500), ("averages", 1000), ("crop_size", 256)),
+        flow_steps=8,
+        source="µFlow (Pontorno et al., ECCV 2026): ImageNet ResNet-50 stages 1-3, k = 500 crops per average face, "
+               "M = 1000 averages, 256-px aligned crops, 8-step FastFlow flows; fitted on FFHQ (70,000 faces). "
+               "ResNet-50 weights do not ship with muflow: --backbone-weights",
+    ),
+}
+assert tuple(PRESETS) == FIT_PRESETS
 
 
 @dataclass

@@ -26,7 +26,7 @@ from muflow_cli.nn.flow_model import MuFlowModel
 from muflow_cli.nn.target import GaussianTarget
 from muflow_cli.pipelines.fit_checkpoint import FitCheckpoint, SavedSplit
 from muflow_cli.pipelines.fit_config import MIN_FACES, FitConfig, FitError, FitReport, default_epochs, detector_spec
-from muflow_cli.pipelines.strata_calibration import crops_as_files, with_strata
+from muflow_cli.pipelines.strata_calibration import crops_as_files, sample_sources, with_strata
 from muflow_cli.progress import track
 from muflow_cli.stats.calibration import Calibration, calibration_cautions, choose_tail
 from muflow_cli.stats.drift import forward_rate
@@ -56,9 +56,10 @@ def check_faces(n: int, group_ids: np.ndarray | None, config: FitConfig, report:
 
 
 class Rows:
-    """Rows ``index`` of an array, read on demand: the fit part of 10k crops would be a 1.5 GB copy."""
+    """Rows ``index`` of an array or a RowStore (nn/row_store.py), read on demand: the fit part of 10k crops
+    would be a 1.5 GB copy, the held-out part of 100k crops 4 GB."""
 
-    def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
+    def __init__(self, array, index: np.ndarray) -> None:
         self.array, self.index = array, np.asarray(index)
 
     def __len__(self) -> int:
@@ -71,6 +72,11 @@ class Rows:
     def __getitem__(self, i) -> np.ndarray:
         return self.array[self.index[i]]
 
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """Every row in RAM: only on explicit request (``np.asarray(rows)``); the fit's stages never ask."""
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
 
 @dataclass
 class Split:
@@ -79,15 +85,16 @@ class Split:
     mask: np.ndarray  # True: held out to calibrate
     fit_mask: np.ndarray  # True: fitted (neither held out nor in a gap)
     fit: Rows  # averages and training
-    calibration: np.ndarray  # held-out reals: their scores are the model's calibration
+    calibration: Rows  # held-out reals: their scores are the model's calibration
     fit_valid: Rows | None = None  # the crop pixels inside each photo (None: all of them)
-    calibration_valid: np.ndarray | None = None
+    calibration_valid: Rows | None = None
 
 
-def hold_out(crops: np.ndarray, group_ids: np.ndarray, order: np.ndarray | None, config: FitConfig,
-             rng: np.random.Generator, report: FitReport, saved: SavedSplit | None = None, valid: np.ndarray | None = None) -> Split:
+def hold_out(crops, group_ids: np.ndarray, order: np.ndarray | None, config: FitConfig,
+             rng: np.random.Generator, report: FitReport, saved: SavedSplit | None = None, valid=None) -> Split:
     """Hold faces out to calibrate (stats/splits.py: whole groups when there are many, the later part of
-    each sequence when there are few; ``saved``: the split of the fit being resumed).
+    each sequence when there are few; ``saved``: the split of the fit being resumed). ``crops``, ``valid``:
+    arrays or RowStores; each side of the split is a view of them (Rows), never a copy.
 
     First, so that calibration faces take no part in the averages or the training: their scores must
     be those of reals the model has never seen. Faces in the gap between a sequence's parts are in neither."""
@@ -106,8 +113,9 @@ def hold_out(crops: np.ndarray, group_ids: np.ndarray, order: np.ndarray | None,
             f"all {len(group_ids)} faces are in one group of fewer than {TAIL_MIN} (--group-by {config.group_by}), so "
             "none can be held out to calibrate; give more photos or videos"
         )
-    split = Split(cal, fit_mask, Rows(crops, np.flatnonzero(fit_mask)), crops[cal],
-                  Rows(valid, np.flatnonzero(fit_mask)) if valid is not None else None, valid[cal] if valid is not None else None)
+    fit_rows, cal_rows = np.flatnonzero(fit_mask), np.flatnonzero(cal)
+    split = Split(cal, fit_mask, Rows(crops, fit_rows), Rows(crops, cal_rows),
+                  Rows(valid, fit_rows) if valid is not None else None, Rows(valid, cal_rows) if valid is not None else None)
     report.fit_faces, report.calibration_faces = len(split.fit), len(split.calibration)
     if report.fit_faces < MIN_FACES // 2:
         raise FitError(f"only {report.fit_faces} faces left to fit after holding out calibration; add more faces")
@@ -121,7 +129,10 @@ def load_backbone(config: FitConfig, device: torch.device):
 
 def plan_fit(config: FitConfig, report: FitReport) -> None:
     """How many crops per average, averages and epochs: the config's, or defaults for this many fit faces."""
-    report.k, report.averages = default_average_plan(report.fit_faces, config.k, config.averages)
+    try:
+        report.k, report.averages = default_average_plan(report.fit_faces, config.k, config.averages)
+    except ValueError as exc:
+        raise FitError(f"{exc}: give more faces or a smaller --k (the paper preset's k = 500 is for FFHQ-sized folders)") from None
     report.epochs = config.epochs or default_epochs(report.fit_faces)
 
 
@@ -234,7 +245,7 @@ def calibrate_model(backbone, flows: MuFlowModel, split: Split, config: FitConfi
     )
     scorer = DeepfakeModel(card, backbone, flows, Calibration(np.zeros(0))).to(device)
     flows.masked = config.masked
-    scores = scorer.score(split.calibration, batch_size=config.batch_size, valid=split.calibration_valid)["score"]
+    scores = score_rows(scorer, split.calibration, config.batch_size, valid=split.calibration_valid)
     report.calibration_mean = float(np.mean(scores)) if len(scores) else float("nan")
     report.tail = config.tail
     if config.tail == "auto":
@@ -244,8 +255,16 @@ def calibrate_model(backbone, flows: MuFlowModel, split: Split, config: FitConfi
     return scorer, scores
 
 
-def smooth_scores(scorer: DeepfakeModel, crops: np.ndarray, batch_size: int, chunk: int = 256,
-                  valid: np.ndarray | None = None) -> np.ndarray:
+def score_rows(scorer: DeepfakeModel, crops, batch_size: int, chunk: int = 256, valid=None) -> np.ndarray:
+    """``scorer.score`` of ``crops`` (an array or Rows), read a chunk at a time: 20k held-out crops of a 100k-face fit
+    are 4 GB. The chunk is a whole number of batches, so the batches, and the scores, are those of one call."""
+    chunk = max(1, chunk // batch_size) * batch_size
+    out = [scorer.score(crops[i:i + chunk], batch_size=batch_size, valid=valid[i:i + chunk] if valid is not None else None)["score"]
+           for i in range(0, len(crops), chunk)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def smooth_scores(scorer: DeepfakeModel, crops, batch_size: int, chunk: int = 256, valid=None) -> np.ndarray:
     """Scores of PROBE_DOWNSCALE x bicubic round trips of ``crops`` (the tail probe), a chunk at a time
     so that a large calibration set is never held twice. ``valid``: the crops' pixel masks."""
     out = [scorer.score(np.stack([round_trip(c, 1 / PROBE_DOWNSCALE) for c in crops[i:i + chunk]]), batch_size=batch_size,
@@ -289,8 +308,9 @@ def add_strata(model: DeepfakeModel, split: Split, sources: list[str] | None, co
     if sources is not None:
         files = list(dict.fromkeys(sources[i] for i in np.flatnonzero(split.mask)))
         finding = config.faces
-    else:
-        files, finding = crops_as_files(split.calibration), replace(config.faces, aligned="muflow")
+    else:  # only the crops the strata build samples are encoded (sample_sources: at most MAX_SOURCES)
+        picked = sample_sources(range(len(split.calibration)))
+        files, finding = crops_as_files(split.calibration[np.asarray(picked, np.int64)]), replace(config.faces, aligned="muflow")
     model = with_strata(model, files, finding, config.min_face_px, config.batch_size, progress=progress)
     report.strata = dict(model.card.calibration.strata)
     report.seconds["strata"] = time.perf_counter() - t

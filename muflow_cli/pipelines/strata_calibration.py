@@ -96,7 +96,7 @@ def strata_scores(sources: Sequence, model: DeepfakeModel, finding: FaceFinding,
         processing = Processing.parse(spec)
         with FaceStage(finding, make, model.crop_size, model.context, processing if spec != "none" else None,
                        workers=workers) as stage:
-            found = [_kept(res, min_face_px, model.masked) for res in stage.map(_rewound(sources))]
+            found = [kept_faces(res, min_face_px, model.masked) for res in stage.map(_rewound(sources))]
         faces = [f for res, kept in found for f in kept]
         if not faces:
             continue
@@ -116,7 +116,9 @@ def _rewound(sources: Sequence) -> list:
     return [s if isinstance(s, io.BytesIO) else Path(s) for s in sources]
 
 
-def _kept(res: FileFaces, min_face_px: float, masked: bool) -> tuple[FileFaces, list]:
+def kept_faces(res: FileFaces, min_face_px: float, masked: bool) -> tuple[FileFaces, list]:
+    """The faces of one file a fit or calibration keeps: at least ``min_face_px``, and for a masked model at
+    least MIN_INSIDE of the crop inside the photo (none for a file that could not be read)."""
     if res.status != "ok":
         return res, []
     return res, [f for f in res.faces if f.size_px >= min_face_px and (not masked or f.inside >= MIN_INSIDE)]

@@ -25,8 +25,8 @@ from muflow_cli.pipelines.video_scan import VideoConfig
 CHOICES: dict[str, tuple[str, ...]] = {"tail": choices.TAILS, "detector": choices.FACE_DETECTORS, "aligned": choices.ALIGNED_CONVENTIONS}
 # The fields a caller may set. Left out: what the server decides (batch size, chunking, threads) and what
 # names a path on the server (video's save_faces).
-SCAN_FIELDS = ("fpr", "tail", "provenance")
-VIDEO_FIELDS = ("fps", "frames", "fpr", "tail", "max_gap", "provenance")
+SCAN_FIELDS = ("fpr", "fdr", "tail", "provenance")  # fdr: Benjamini-Hochberg over one request's faces
+VIDEO_FIELDS = ("fps", "frames", "fpr", "fdr", "tail", "max_gap", "provenance")
 FACE_FIELDS = tuple(f.name for f in dataclasses.fields(FaceFinding))
 
 

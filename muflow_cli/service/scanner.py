@@ -37,6 +37,7 @@ from muflow_cli.model.device import default_batch_size
 from muflow_cli.outputs.report import heat_overlay
 from muflow_cli.pipelines.scan import ScanConfig, score_chunk
 from muflow_cli.pipelines.schema import SCHEMA, TRACK_SCHEMA, VIDEO_FRAME_SCHEMA, layer_columns, provenance_counts, summarize, to_frame
+from muflow_cli.pipelines.verdicts import apply_fdr
 from muflow_cli.pipelines.video_scan import VideoConfig, scan_one_video, summarize_videos
 from muflow_cli.service.batcher import Batcher, Job, Scored
 from muflow_cli.service.config import ServeConfig
@@ -150,6 +151,8 @@ class Scanner:
 
     def _answer(self, files: list[FileFaces], scored: Scored, config: ScanConfig, heatmap: bool, crops: bool) -> dict[str, Any]:
         df = to_frame(scored.rows, self.model.layer_names)
+        if config.fdr is not None:  # the request is the run: its faces' p-values together
+            df = apply_fdr(df, config.fdr)
         rows = records(df)
         out_files, r, face = [], 0, 0
         channels = self.model.card.channels
@@ -168,9 +171,17 @@ class Scanner:
             face += n if res.status == "ok" else 0
             r += n
             out_files.append(entry)
-        return {"files": out_files, "summary": summarize(df), "rule": self.model.calibration.describe(config.fpr, config.tail),
+        return {"files": out_files, "summary": summarize(df), "rule": self.rule(config.fpr, config.tail, config.fdr),
                 "provenance": provenance_counts(df) if config.provenance else None,
                 "domain_warning": self.domain_warning(df["p_value"], config.fpr, config.tail)}
+
+    def rule(self, fpr: float, tail: str | None, fdr: float | None) -> str:
+        """The face verdict rule in force; with ``fdr``, Benjamini-Hochberg over the request's faces."""
+        text = self.model.calibration.describe(fpr, tail)
+        if fdr is not None:
+            text += (f"; fdr {fdr:g}: fake when Benjamini-Hochberg rejects over this request's faces, "
+                     f"so at most a share {fdr:g} of the flagged faces are expected to be real")
+        return text
 
     def domain_warning(self, p_values: pd.Series, fpr: float, tail: str | None) -> str | None:
         """What the CLI warns when the faces' p-values do not look like the calibration reals' (None: it says nothing)."""
@@ -196,9 +207,13 @@ class Scanner:
             shutil.rmtree(folder, ignore_errors=True)
         frames = to_frame(done["frames"], self.model.layer_names, VIDEO_FRAME_SCHEMA)
         tracks = to_frame(done["tracks"], [], TRACK_SCHEMA)
+        if config.fdr is not None:
+            tracks = apply_fdr(tracks, config.fdr)
         videos = summarize_videos(frames, tracks)
         return {"frames": records(frames), "tracks": records(tracks), "videos": records(videos),
-                "rule": f"track verdict: fake when min(1, 2 x median face p-value) <= {config.fpr:g}",
+                "rule": (f"track verdict: fake when min(1, 2 x median face p-value) <= {config.fpr:g}" if config.fdr is None else
+                         f"track verdict: Benjamini-Hochberg at fdr {config.fdr:g} over this video's tracks' p-values "
+                         "(min(1, 2 x median face p-value))"),
                 "face_rule": self.model.calibration.describe(config.fpr, config.tail),
                 "domain_warning": self.domain_warning(frames["p_value"], config.fpr, config.tail)}
 

@@ -69,7 +69,8 @@ class Links:
 
 
 def fingerprint(crops) -> Fingerprints:
-    """Fingerprints of aligned RGB uint8 crops (an array or anything indexable with a length)."""
+    """Fingerprints of aligned RGB uint8 crops (an array or anything indexable with a length, such as the fit's
+    crops on disk: nn/row_store.py), read one crop at a time."""
     import imagehash
     from PIL import Image
 
@@ -77,7 +78,8 @@ def fingerprint(crops) -> Fingerprints:
     phash = np.zeros((n, 2), np.uint64)
     colour = np.zeros((n, 2, THUMB * THUMB * 3), np.float32)
     for i in range(n):
-        for m, crop in enumerate((np.ascontiguousarray(crops[i]), np.ascontiguousarray(crops[i][:, ::-1]))):
+        face = np.ascontiguousarray(crops[i])
+        for m, crop in enumerate((face, np.ascontiguousarray(face[:, ::-1]))):
             bits = imagehash.phash(Image.fromarray(crop), hash_size=8).hash.ravel()
             phash[i, m] = np.packbits(bits).view(">u8")[0]
             small = cv2.cvtColor(cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2LAB)
