@@ -61,11 +61,17 @@ MEASURED = ("none", "jpeg:75", "jpeg:50", "scale:0.5", "resize:0.5")
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".webp"}
 
 
-def parts_of(model: DeepfakeModel, crops: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    """(n, 3) face, residual, log-det parts; faces too little inside the photo dropped as a scan would."""
+def scored_parts(model: DeepfakeModel, crops: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(n', 3) face, residual, log-det parts of the faces a scan scores, and which of the n faces those are
+    (faces too little inside the photo have none, as in a scan)."""
     p = model.score_parts(crops, valid=valid, batch_size=16)
     out = np.stack([p["face"], p["residual"], p["logdet"]], 1)
-    return out[np.isfinite(out).all(1)]
+    ok = np.isfinite(out).all(1)
+    return out[ok], ok
+
+
+def parts_of(model: DeepfakeModel, crops: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    return scored_parts(model, crops, valid)[0]
 
 
 def files_in(folder: Path) -> list[Path]:
@@ -141,10 +147,10 @@ def indomain_fit_data(model: DeepfakeModel, data: Path, config: FitConfig) -> Fi
     split = hold_out(faces.crops, faces.groups, faces.order, config, np.random.default_rng(config.seed), FitReport(), None, faces.valid)
     assert split.mask.sum() == model.card.calibration.faces, (split.mask.sum(), model.card.calibration.faces)
     fit = parts_of(model, np.asarray(split.fit[:]), None if split.fit_valid is None else np.asarray(split.fit_valid[:]))
-    held = parts_of(model, split.calibration, split.calibration_valid)
+    held, ok = scored_parts(model, np.asarray(split.calibration), None if split.calibration_valid is None else np.asarray(split.calibration_valid))
     files = list(dict.fromkeys(faces.sources[i] for i in np.flatnonzero(split.mask)))
-    order = None if faces.order is None else np.asarray(faces.order)[split.mask]
-    return FitData(fit, held, np.asarray(faces.groups)[split.mask], order, True, files, {})
+    order = None if faces.order is None else np.asarray(faces.order)[split.mask][ok]
+    return FitData(fit, held, np.asarray(faces.groups)[split.mask][ok], order, True, files, {})
 
 
 def bundled_fit_data(model: DeepfakeModel, data: Path) -> FitData:
@@ -158,15 +164,14 @@ def bundled_fit_data(model: DeepfakeModel, data: Path) -> FitData:
     fit = faces_parts(model, fit_files, "none")
     finding = FaceFinding()
     make = model.card.face_detector.factory(finding)
-    groups, crops, valid = [], [], []
+    groups, faces = [], []
     with FaceStage(finding, make, model.crop_size, model.context, None) as stage:
         for f, res in zip(cal_files, stage.map(cal_files)):
             for face in kept_faces(res, model.card.training.min_face_px, model.masked)[1]:
                 groups.append(next(i for i, d in enumerate(cal_folders) if d in f.parents))
-                crops.append(face.crop)
-                valid.append(face)
-    held = parts_of(model, np.stack(crops), valid_masks(valid))
-    return FitData(fit, held, np.asarray(groups)[: len(held)], None, False, cal_files, {})
+                faces.append(face)
+    held, ok = scored_parts(model, np.stack([f.crop for f in faces]), valid_masks(faces))
+    return FitData(fit, held, np.asarray(groups)[ok], None, False, cal_files, {})
 
 
 def criteria(fd: FitData, combo: Combination) -> dict:

@@ -16,7 +16,7 @@ from muflow_cli.pipelines.fit_config import FitConfig
 from muflow_cli.progress import stderr as err
 
 # Options a preset sets when the user does not: command-line name -> FitConfig field.
-PRESET_OPTIONS = {"backbone": "backbone", "k": "k", "averages": "averages", "crop_size": "crop_size"}
+PRESET_OPTIONS = {"backbone": "backbone", "k": "k", "averages": "averages", "crop_size": "crop_size", "steps": "flow"}
 
 
 @opt.face_finding
@@ -67,10 +67,8 @@ def fit(
     if preset is None:
         config = FitConfig(**fields)
     else:  # the preset's values, except where the user gave the option
-        unset = [name for name in (*PRESET_OPTIONS, "steps") if ctx.get_parameter_source(name).name != "COMMANDLINE"]
-        fields = {k: v for k, v in fields.items() if k not in {PRESET_OPTIONS.get(n) for n in unset}}
-        if "steps" in unset:
-            fields.pop("flow")
+        unset = {field for name, field in PRESET_OPTIONS.items() if ctx.get_parameter_source(name).name != "COMMANDLINE"}
+        fields = {k: v for k, v in fields.items() if k not in unset}
         config = PRESETS[preset].config(**fields)
     config.check()
     if not paths and files_from is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +100,7 @@ class FitPreset:
 
     def config(self, **given: object) -> FitConfig:
         """The preset's FitConfig; ``given`` (what the user set explicitly) wins over it."""
-        values = {**dict(self.fields), **given}
-        flow = values.pop("flow", None) or FlowConfig()
-        if "flow" not in given:
-            flow = replace(flow, steps=self.flow_steps)
-        return FitConfig(**values, flow=flow)
+        return FitConfig(**{**dict(self.fields), "flow": FlowConfig(steps=self.flow_steps), **given})
 
 
 PRESETS: dict[str, FitPreset] = {

@@ -255,22 +255,22 @@ def calibrate_model(backbone, flows: MuFlowModel, split: Split, config: FitConfi
     return scorer, scores
 
 
-def score_rows(scorer: DeepfakeModel, crops, batch_size: int, chunk: int = 256, valid=None) -> np.ndarray:
+def score_rows(scorer: DeepfakeModel, crops, batch_size: int, chunk: int = 256, valid=None, transform=None) -> np.ndarray:
     """``scorer.score`` of ``crops`` (an array or Rows), read a chunk at a time: 20k held-out crops of a 100k-face fit
-    are 4 GB. The chunk is a whole number of batches, so the batches, and the scores, are those of one call."""
+    are 4 GB. The chunk is a whole number of batches, so the batches, and the scores, are those of one call.
+    ``transform``: applied to each crop as it is read (the tail probe's round trips)."""
     chunk = max(1, chunk // batch_size) * batch_size
-    out = [scorer.score(crops[i:i + chunk], batch_size=batch_size, valid=valid[i:i + chunk] if valid is not None else None)["score"]
-           for i in range(0, len(crops), chunk)]
+    out = []
+    for i in range(0, len(crops), chunk):
+        part = crops[i:i + chunk] if transform is None else np.stack([transform(c) for c in crops[i:i + chunk]])
+        out.append(scorer.score(part, batch_size=batch_size, valid=valid[i:i + chunk] if valid is not None else None)["score"])
     return np.concatenate(out) if out else np.zeros(0)
 
 
 def smooth_scores(scorer: DeepfakeModel, crops, batch_size: int, chunk: int = 256, valid=None) -> np.ndarray:
     """Scores of PROBE_DOWNSCALE x bicubic round trips of ``crops`` (the tail probe), a chunk at a time
     so that a large calibration set is never held twice. ``valid``: the crops' pixel masks."""
-    out = [scorer.score(np.stack([round_trip(c, 1 / PROBE_DOWNSCALE) for c in crops[i:i + chunk]]), batch_size=batch_size,
-                        valid=valid[i:i + chunk] if valid is not None else None)["score"]
-           for i in range(0, len(crops), chunk)]
-    return np.concatenate(out) if out else np.zeros(0)
+    return score_rows(scorer, crops, batch_size, chunk, valid, transform=lambda c: round_trip(c, 1 / PROBE_DOWNSCALE))
 
 
 def make_bundle(scorer: DeepfakeModel, scores: np.ndarray, split: Split, averaged: SavedSplit, groups: int,
