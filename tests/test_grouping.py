@@ -198,3 +198,15 @@ def test_tails_never_cut_a_file_and_short_groups_go_whole():
     rest = ~first
     assert not gap[rest].any() and 0 < cal[rest].sum() <= 4
     assert np.array_equal(cal[rest], whole_groups(groups[rest], 0.2, np.random.default_rng(0)))
+
+
+def test_a_long_group_with_one_place_in_time_goes_whole_instead_of_crashing():
+    """A camera roll copied in one go: 12 faces of one group share one timestamp, so there is no later part
+    to cut (this raised IndexError before); the group joins the short ones and goes whole or not at all."""
+    groups = np.r_[np.zeros(12, int), np.repeat(np.arange(1, 5), 3), np.full(30, 5)]
+    order = np.r_[np.zeros(12, int), np.arange(100, 112), np.arange(200, 230)]
+    cal, gap = sequence_tails(groups, order, 0.2, np.random.default_rng(0))
+    flat = groups == 0
+    assert len(set(cal[flat])) == 1 and not gap[flat].any()  # whole, never cut
+    assert cal[groups == 5].any() and gap[groups == 5].any()  # the cuttable sequence is still cut in time
+    assert cal.any()

@@ -66,15 +66,19 @@ def sequence_tails(group_ids: np.ndarray, order: np.ndarray, fraction: float, rn
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(calibration, gap) masks: the last ``fraction`` of the faces of each group of at least TAIL_MIN faces,
     in ``order`` (capture order: faces of one file share a value and are never cut apart), with a gap of
-    max(GAP_MIN, GAP_SHARE of the group's files) files before it. Shorter groups are held out whole, by
+    max(GAP_MIN, GAP_SHARE of the group's files) files before it. Shorter groups, and groups whose faces all
+    share one place in time (one file, or files with one timestamp: nothing to cut), are held out whole, by
     :func:`whole_groups` among themselves, when there are two or more."""
     n = len(group_ids)
     cal, gap = np.zeros(n, bool), np.zeros(n, bool)
     groups, sizes = np.unique(group_ids, return_counts=True)
-    short = groups[sizes < TAIL_MIN]
+    short = list(groups[sizes < TAIL_MIN])
     for g in groups[sizes >= TAIL_MIN]:
         members = group_ids == g
         times, per_time = np.unique(order[members], return_counts=True)  # the group's files, in time
+        if len(times) < 2:
+            short.append(g)
+            continue
         target = max(1, int(round(fraction * members.sum())))
         first_held = len(times) - 1 - int(np.searchsorted(np.cumsum(per_time[::-1]), target))  # fewest files >= target
         first_held = max(1, first_held)  # something stays to fit
