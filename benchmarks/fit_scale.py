@@ -4,6 +4,7 @@
     python benchmarks/fit_scale.py                 # 1k and 10k faces, RAM cache and disk cache
     python benchmarks/fit_scale.py --runs 1000:disk 10000:disk 100000:disk --epochs 1   # 100k: > 1 h, ~50 GB of disk
     python benchmarks/fit_scale.py --runs 10000:disk:ram --epochs 1                     # the crops in RAM, as before 0.x
+    python benchmarks/fit_scale.py --runs 1000:disk 10000:disk 100000:disk --epochs 1 --crop-size 128   # a quarter of the disk
     python benchmarks/fit_scale.py --smoke         # seconds: 24 faces from 8 photos made here, disk cache, small flows
 
 The faces are augmented copies (mirror, shift of a few pixels, brightness +-8 %) of the aligned
@@ -11,6 +12,8 @@ crops of data/fit — fine for timing, meaningless as a model. They are written 
 ``--work`` (np.lib.format.open_memmap, a chunk at a time: 100k crops are 20 GB) before the timed run,
 and the fit reads them from it as `muflow fit` reads the crops it collected (nn/row_store.py), never
 all at once; ``FACES:CACHE:ram`` loads them into RAM first (the fit of an in-memory array).
+``--crop-size 128`` fits 128-px crops (the crops resized, INTER_AREA) with `fit --crop-size 128`: a quarter of
+the crops' and the feature cache's bytes, so 100k faces fit a smaller disk; compare sizes within one crop size.
 Each run is a fresh process (so peak memory is its own); a sampler thread reads /proc/self/status
 every 0.2 s for the peak resident memory, split into anonymous memory (the process's own arrays) and
 file-backed pages (mapped files: libraries, and any memory map; the page cache that serves the crop
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -91,8 +95,17 @@ class MemorySampler(threading.Thread):
                 self.peak[k] = max(self.peak[k], v)
 
 
-def faces_file(work: Path, n: int) -> Path:
-    return work / f"fit_scale_{n}.npy"
+def faces_file(work: Path, n: int, crop: int = 256) -> Path:
+    return work / (f"fit_scale_{n}.npy" if crop == 256 else f"fit_scale_{n}_{crop}px.npy")
+
+
+def resized(base: np.ndarray, crop: int) -> np.ndarray:
+    """The fit set's crops at ``crop`` px (as `fit --crop-size` would align them, up to resampling)."""
+    if crop == base.shape[1]:
+        return base
+    import cv2
+
+    return np.stack([cv2.resize(c, (crop, crop), interpolation=cv2.INTER_AREA) for c in base])
 
 
 # The default model's features per training face (measured: 475 MiB for the 1,600 training faces of a 1k-face
@@ -100,14 +113,14 @@ def faces_file(work: Path, n: int) -> Path:
 FEATURE_BYTES = 304 * 1024
 
 
-def room_warning(n: int, cache: str, work: Path, crop_bytes: int) -> str | None:
+def room_warning(n: int, cache: str, work: Path, crop_bytes: int, crop: int = 256) -> str | None:
     """Why a run of ``n`` faces may fail hours in (a full disk, or a cache in RAM beyond the RAM); None: it fits."""
     import shutil
 
     from muflow_cli.nn.feature_cache import available_memory
 
-    cache_bytes = int(n * 0.8 * 2 * FEATURE_BYTES)  # 80 % fitted, each with its framed copy
-    crops = 0 if faces_file(work, n).is_file() else n * crop_bytes
+    cache_bytes = int(n * 0.8 * 2 * FEATURE_BYTES * (crop / 256) ** 2)  # 80 % fitted, each with its framed copy
+    crops = 0 if faces_file(work, n, crop).is_file() else n * crop_bytes
     free, ram = shutil.disk_usage(work).free, available_memory() or 0
     if cache == "memory" and cache_bytes > ram:
         return f"{n} faces: a feature cache of {cache_bytes / 2**30:.0f} GiB in RAM, {ram / 2**30:.0f} GiB available: use :disk"
@@ -117,7 +130,7 @@ def room_warning(n: int, cache: str, work: Path, crop_bytes: int) -> str | None:
     return None
 
 
-def one(n: int, epochs: int, cache: str, work: Path, smoke: bool = False, in_ram: bool = False) -> dict:
+def one(n: int, epochs: int, cache: str, work: Path, smoke: bool = False, in_ram: bool = False, crop: int = 256) -> dict:
     """One timed fit of the ``n`` augmented crops in ``work`` (made by main), read from disk or (``in_ram``) loaded first."""
     import torch
 
@@ -126,18 +139,19 @@ def one(n: int, epochs: int, cache: str, work: Path, smoke: bool = False, in_ram
     from muflow_cli.pipelines.fit import FitConfig, fit_crops
 
     torch.set_num_threads(2)
-    crops = np.load(faces_file(work, n)) if in_ram else RowStore.open_npy(faces_file(work, n))
+    crops = np.load(faces_file(work, n, crop)) if in_ram else RowStore.open_npy(faces_file(work, n, crop))
     sampler = MemorySampler()
     before = sampler.sample()
     sampler.start()
     t0 = time.perf_counter()
     small = {"flow": FlowConfig(steps=2), "averages": 16} if smoke else {}  # --smoke: small flows, few averages
-    _, report = fit_crops(crops, None, FitConfig(epochs=epochs, cache=cache, cache_dir=work, **small), progress=False)
+    config = FitConfig(epochs=epochs, cache=cache, cache_dir=work, crop_size=crop, **small)
+    _, report = fit_crops(crops, None, config, progress=False)
     wall = time.perf_counter() - t0
     sampler.stop.set()
     sampler.join()
     return {
-        "faces": n, "fit_faces": report.fit_faces, "training_faces": report.training_faces, "epochs": epochs,
+        "faces": n, "crop": crop, "fit_faces": report.fit_faces, "training_faces": report.training_faces, "epochs": epochs,
         "cache": report.cache["where"], "cache_mib": report.cache["bytes"] / 2**20, "wall_s": wall, "seconds": report.seconds,
         "crops": "RAM" if in_ram else "disk", "crops_mib": crops.nbytes / 2**20, "rss_before_mib": before["VmRSS"] / 2**20,
         "peak_mib": {k: v / 2**20 for k, v in sampler.peak.items()},
@@ -168,6 +182,7 @@ def main() -> int:
     ap.add_argument("--runs", nargs="+", default=["1000:memory", "10000:memory", "10000:disk"],
                     help="FACES:CACHE[:ram] (ram: the crops loaded into RAM before the fit, not read from disk)")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--crop-size", type=int, default=256, help="crop side of the fit (128: a quarter of the disk)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--collect", type=Path, help="only time the face collection of FOLDER (pool vs one detector)")
     ap.add_argument("--crops", type=Path, default=CROPS, help="where the fit set's aligned crops are kept (made once from data/fit)")
@@ -190,9 +205,10 @@ def main() -> int:
         return 0
     if args.one:
         n, cache, *where = args.one.split(":")
-        print(json.dumps(one(int(n), args.epochs, cache, args.work, args.smoke, where == ["ram"])))
+        print(json.dumps(one(int(n), args.epochs, cache, args.work, args.smoke, where == ["ram"], args.crop_size)))
         return 0
-    base = real_crops(args.crops, folder)  # detect once, outside the timed runs
+    base = resized(real_crops(args.crops, folder), args.crop_size)  # detect once, outside the timed runs
+    print(f"{args.crop_size}-px crops; load average {os.getloadavg()[0]:.1f} at the start\n")
     print("| faces (fit) | crops | cache | epochs | averages (s) | features (s) | training (s) | per epoch (s) | calibration (s) "
           "| strata (s) | wall (s) | wall per face (ms) | features / training per face (ms) | crops (MiB) | cache (MiB) "
           "| peak RSS (MiB) | of which anonymous / file-backed |")
@@ -200,12 +216,13 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     for run in args.runs:
         n, cache = int(run.split(":")[0]), run.split(":")[1]
-        warning = room_warning(n, cache, args.work, base[0].nbytes)
+        warning = room_warning(n, cache, args.work, base[0].nbytes, args.crop_size)
         if warning:
             print(f"not run: {warning}", flush=True)
             return 1
-        augmented(base, n, faces_file(args.work, n))  # outside the timed run
+        augmented(base, n, faces_file(args.work, n, args.crop_size))  # outside the timed run
         out = subprocess.run([sys.executable, __file__, "--one", run, "--epochs", str(args.epochs), "--work", str(args.work),
+                              "--crop-size", str(args.crop_size),
                               *(["--smoke"] if args.smoke else [])], capture_output=True, text=True)
         if out.returncode:
             print(out.stderr[-2000:])

@@ -265,7 +265,6 @@ def test_uris_are_listed_and_read_through_pyarrow_fs(tmp_path, astronaut, monkey
     from conftest import write_rgb
 
     from muflow_cli.faces.options import FaceFinding
-    from muflow_cli.model.card import CropSpec
 
     write_rgb(tmp_path / "b" / "face.jpg", astronaut)
     (tmp_path / "b" / "empty.png").write_bytes(b"")
@@ -278,7 +277,7 @@ def test_uris_are_listed_and_read_through_pyarrow_fs(tmp_path, astronaut, monkey
     assert empty == b"" and ident[1] == 0 and face == (tmp_path / "b" / "face.jpg").read_bytes()
     assert none is None and error == storage.ReadFailure("unreadable", "file not found")
     finder = stages.FindFaces.__new__(stages.FindFaces)  # no detector needed for files that fail to decode
-    finder.detector, finder.finding, finder.crop, finder.provenance = None, FaceFinding(), CropSpec(128, 1.5), 2.0
+    finder._setup(None, FaceFinding(), 128, 1.5, 2.0)
     res = finder._one(files[0][0], files[0][1], empty, None)
     assert (res.status, res.message, res.provenance.kind) == ("unreadable", "empty file", "none")
     # a read failure crosses the stages as (status, message) columns, and becomes the file's row as it is
@@ -311,3 +310,41 @@ def test_face_results_travel_between_stages_without_pickle(t1_path, face_detecto
             assert np.array_equal(fa.crop, fb.crop) and np.array_equal(fa.landmarks, fb.landmarks)
             assert np.array_equal(fa.box, fb.box) and (fa.det_score, fa.scale) == (fb.det_score, fb.scale)
     assert len(back[0].faces) == 6
+
+
+def test_fit_ray_collects_the_crops_a_local_fit_collects(cluster, photos, tmp_path, monkeypatch):
+    """``fit --ray``'s face collection (pipelines/ray/collect.py) gives the local collection's crops and masks byte
+    for byte, in the same order, with the same files, groups, order and skips (the photos' three bad files), over
+    parts returned out of order by nobody: five parts of three files on two actors."""
+    from conftest import fast_fit_config
+
+    from muflow_cli.pipelines.fit import gather_faces
+    from muflow_cli.pipelines.ray import collect
+
+    monkeypatch.setattr(collect, "FIT_PART_FILES", 3)
+    config = fast_fit_config()
+    local = gather_faces([photos], config, False, tmp_path)
+    on_ray = gather_faces([photos], config, False, "temporary", collect.RayCollection())
+    assert ray.is_initialized()  # the test's cluster was already connected: it is left as it was
+    assert len(on_ray.crops) == len(local.crops) == 36
+    assert np.array_equal(on_ray.crops[:], local.crops[:]) and np.array_equal(on_ray.valid[:], local.valid[:])
+    assert on_ray.sources == local.sources and on_ray.files == local.files == 14
+    assert on_ray.skipped == local.skipped and sum(on_ray.skipped.values()) >= 3
+    assert np.array_equal(on_ray.groups, local.groups) and np.array_equal(on_ray.order, local.order)
+    local.close()
+    on_ray.close()
+
+
+def test_cli_fit_ray_writes_the_model_a_local_fit_writes(cluster, photos, tmp_path):
+    """``muflow fit --ray local``: the same crops, so the same model, tensor for tensor (fits are deterministic)."""
+    from conftest import FAST_FIT
+    from safetensors.numpy import load_file
+
+    models = {}
+    for name, extra in (("local", []), ("ray", ["--ray", "local", "--ray-actors", "2"])):
+        res = CliRunner().invoke(app, ["fit", str(photos), "-o", str(tmp_path / f"{name}.muflow"), "--no-strata", *FAST_FIT, *extra])
+        assert res.exit_code == 0, res.output
+        models[name] = load_file(str(tmp_path / f"{name}.muflow" / "model.safetensors"))
+    assert models["ray"].keys() == models["local"].keys()
+    for key, value in models["local"].items():
+        assert np.array_equal(models["ray"][key], value), key

@@ -51,6 +51,14 @@ def check_paths(paths: list[Path]) -> None:
         fail(f"no such file or folder: {', '.join(missing)}", 2)
 
 
+def need_ray() -> None:
+    """--ray without the optional extra: say how to get it, before any work."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        fail("--ray needs Ray Data: pip install 'muflow[ray]'", 2)
+
+
 def read_files_from(files_from: Path | None) -> list[str]:
     if files_from is None:
         return []

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from muflow_cli.cli import options as opt
-from muflow_cli.cli.common import check_paths, fail, key_values, read_files_from, warn
+from muflow_cli.cli.common import check_paths, fail, key_values, need_ray, read_files_from, warn
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.pipelines.fit_config import FitConfig
 from muflow_cli.progress import stderr as err
@@ -46,6 +46,8 @@ def fit(
     precision: opt.Precision = typer.Option("auto", "--precision", help="Flows' training precision: auto (bf16 where the CPU or GPU does it natively, else fp32), fp32 or bf16. Scoring is always fp32."),
     cache: opt.CachePlace = typer.Option("auto", "--cache", help="Feature cache: auto (RAM up to half the free memory, else disk), memory or disk."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder for an on-disk feature cache (default: the system's temporary folder)."),
+    ray_at: Optional[str] = opt.RAY,
+    ray_actors: int = opt.RAY_ACTORS,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted fit (same arguments) from its last finished stage and epoch, kept beside the output."),
     strata: bool = opt.STRATA,
     html_report: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report of the model: average and fit faces, loss per epoch, calibration."),
@@ -79,6 +81,12 @@ def fit(
         output = default_output(paths[0] if paths else files_from)
     paths = list(paths or []) + [Path(p) for p in read_files_from(files_from)]
     check_output(output)  # before a long fit, not after it
+    collection = None
+    if ray_at is not None:
+        need_ray()
+        from muflow_cli.pipelines.ray.collect import RayCollection
+
+        collection = RayCollection(ray_at, ray_actors)
     from muflow_cli.pipelines.fit_checkpoint import checkpoint_path, describe
     from muflow_cli.pipelines.fit_stages import split_text
 
@@ -87,7 +95,7 @@ def fit(
         err.print(f"nothing to resume ({checkpoint} does not exist): fitting from the start", highlight=False)
     try:
         det, report = run_fit(paths, config, progress=not quiet, notify=None if quiet else lambda line: err.print(line, highlight=False),
-                              checkpoint_dir=checkpoint, resume=resume, keep_checkpoint=True)
+                              checkpoint_dir=checkpoint, resume=resume, keep_checkpoint=True, ray_at=collection)
     except KeyboardInterrupt:
         err.print(f"interrupted: {describe(checkpoint)}, kept in {checkpoint}; "
                   "run the same command with --resume to continue", highlight=False, soft_wrap=True)

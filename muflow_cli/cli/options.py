@@ -49,6 +49,12 @@ ENGINE = typer.Option("auto", "--engine", help="Scoring engine: auto (ONNX Runti
 BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="Faces scored per batch (default: 8 on CPU, 32 on CUDA).")
 WORKERS = typer.Option(0, "--workers", min=0, help="Threads decoding and detecting ahead of scoring, one image each (0: one per CPU core).")
 BACKBONE_WEIGHTS = typer.Option(None, "--backbone-weights", help="Backbone .safetensors for models fitted on a non-bundled backbone.")
+RAY = typer.Option(None, "--ray", help=(
+    "Find the faces on Ray Data: local (a cluster on this machine), auto (the cluster `ray start` joined) or its ADDRESS. "
+    "scan: scores there too and needs --parquet OUT (a folder); fit: the fit itself runs here, on the same crops."))
+RAY_ACTORS = typer.Option(0, "--ray-actors", min=0, help=(
+    "With --ray: face-finding actors (0: one per CPU; scan: per CPU not given to a scoring actor, and where there are "
+    "no scoring actors they score too)."))
 FILES_FROM = typer.Option(None, "--files-from", help="Also take the files (or folders) listed in this file, one per line.")
 GROUP_BY_HELP = ("auto (near-duplicates by what the faces show: frames of a clip, shots of a burst, re-saved "
                  "copies; never by name alone), file, or folder (one folder per video or person)")

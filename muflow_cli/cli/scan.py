@@ -16,6 +16,7 @@ from muflow_cli.cli.common import (
     journaled,
     load_model,
     model_note,
+    need_ray,
     read_files_from,
     report_written,
     scan_summary,
@@ -41,8 +42,8 @@ def scan(
     chunk_files: Optional[int] = typer.Option(None, "--chunk-files", min=1, help="Files per unit of work (scored and journaled together; with --ray, one Parquet part). Default: 16; 128 with --ray."),
     workers: int = opt.WORKERS,
     files_from: Optional[Path] = opt.FILES_FROM,
-    ray_at: Optional[str] = typer.Option(None, "--ray", help="Scan on Ray Data: local (a cluster on this machine), auto (the cluster `ray start` joined) or its ADDRESS. Needs --parquet OUT (a folder)."),
-    ray_actors: int = typer.Option(0, "--ray-actors", min=0, help="With --ray: face-finding actors (0: one per CPU not given to a scoring actor; where there are no scoring actors, they score too)."),
+    ray_at: Optional[str] = opt.RAY,
+    ray_actors: int = opt.RAY_ACTORS,
     ray_scorers: int = typer.Option(0, "--ray-scorers", min=0, help="With --ray: separate scoring actors (0: one per GPU; without GPUs none, the face actors score)."),
     provenance: bool = opt.PROVENANCE,
     quiet: bool = opt.QUIET,
@@ -131,10 +132,7 @@ def _ray_scan(paths: list[str], listed: list[str], where: str, outputs: ScanOutp
     out = outputs.parquet
     if out is None or outputs.csv or outputs.jsonl or outputs.html:
         fail("--ray writes a folder of Parquet parts: give --parquet OUT (and no --csv, --jsonl or --html)", 2)
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:
-        fail("--ray needs Ray Data: pip install 'muflow[ray]'", 2)
+    need_ray()
     from muflow_cli.pipelines.ray import driver
     from muflow_cli.pipelines.ray.storage import is_uri
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
+from muflow_cli.faces.face import FileFaces
 from muflow_cli.faces.stage import FaceStage
 from muflow_cli.inputs.images import iter_image_files
 from muflow_cli.model.deepfake_model import DeepfakeModel
@@ -55,6 +57,9 @@ from muflow_cli.pipelines.grouping import face_groups
 from muflow_cli.progress import track
 from muflow_cli.stats.near_duplicates import fingerprint
 
+if TYPE_CHECKING:  # Ray is an optional extra: imported when a fit asks for it
+    from muflow_cli.pipelines.ray.collect import RayCollection
+
 __all__ = [  # what the rest of muflow and the benchmarks import from here
     "MIN_FACES", "FitConfig", "FitError", "FitReport", "Rows", "cache_features", "collect_faces", "default_epochs",
     "estimate_seconds", "face_groups", "fit", "fit_crops", "model_for", "thumbnail", "train_flows",
@@ -63,7 +68,7 @@ __all__ = [  # what the rest of muflow and the benchmarks import from here
 
 def fit(
     paths: list[Path] | Path, config: FitConfig = FitConfig(), progress: bool = True, notify: Callable[[str], None] | None = None,
-    checkpoint_dir: Path | None = None, resume: bool = False, keep_checkpoint: bool = False,
+    checkpoint_dir: Path | None = None, resume: bool = False, keep_checkpoint: bool = False, ray_at: RayCollection | None = None,
 ) -> tuple[DeepfakeModel, FitReport]:
     """Fit on the real faces under ``paths``; returns the model and what happened.
 
@@ -71,7 +76,8 @@ def fit(
     fitted, what was skipped and why, and the time the rest will take, measured on this machine.
     ``checkpoint_dir``: keep each finished stage and epoch there (fit_checkpoint.py); with ``resume``, go on
     from what it holds (settings must match). It is removed when the fit returns, unless ``keep_checkpoint``
-    (the CLI removes it once the bundle is written)."""
+    (the CLI removes it once the bundle is written). ``ray_at``: find the faces on a Ray cluster
+    (pipelines/ray/collect.py), the same crops as on this machine (None)."""
     config.check()
     paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     checkpoint = None
@@ -79,7 +85,7 @@ def fit(
         checkpoint = FitCheckpoint(checkpoint_dir, fit_settings(config, [str(p.resolve()) for p in paths]), resume)
     faces = checkpoint.load_faces() if checkpoint is not None else None
     if faces is None:
-        faces = gather_faces(paths, config, progress, checkpoint.path if checkpoint is not None else "temporary")
+        faces = gather_faces(paths, config, progress, checkpoint.path if checkpoint is not None else "temporary", ray_at)
         if checkpoint is not None:
             checkpoint.save_faces(faces)
     report = FitReport(files=faces.files, skipped=faces.skipped, seconds={"faces": faces.seconds}, links=faces.links or {})
@@ -139,12 +145,12 @@ def fit_crops(
     return model, report
 
 
-def gather_faces(paths: list[Path], config: FitConfig, progress: bool, store: Path | Literal["temporary"] | None = None
-                 ) -> SavedFaces:
+def gather_faces(paths: list[Path], config: FitConfig, progress: bool, store: Path | Literal["temporary"] | None = None,
+                 ray_at: RayCollection | None = None) -> SavedFaces:
     """collect_faces, timed, skip reasons that occurred only, grouped (face_groups): the record a checkpoint keeps.
-    ``store``: where the crops go (collect_faces)."""
+    ``store``, ``ray_at``: where the crops go, and where they are found (collect_faces)."""
     t0 = time.perf_counter()
-    crops, face_files, files, skipped, valid = collect_faces(paths, config, progress, store)
+    crops, face_files, files, skipped, valid = collect_faces(paths, config, progress, store, ray_at)
     prints = fingerprint(crops) if config.group_by == "auto" else None
     groups, order, links = face_groups(face_files, config.group_by, prints)
     return SavedFaces(crops, groups, len(files), {k: v for k, v in skipped.items() if v}, time.perf_counter() - t0,
@@ -153,6 +159,7 @@ def gather_faces(paths: list[Path], config: FitConfig, progress: bool, store: Pa
 
 def collect_faces(
     paths: list[Path], config: FitConfig, progress: bool = True, store: Path | Literal["temporary"] | None = None,
+    ray_at: RayCollection | None = None,
 ) -> tuple[np.ndarray | RowStore, list[Path], list[Path], Counter, np.ndarray | PackedMasks]:
     """Aligned crops (N, S, S, 3) of every usable face, the file of each, the files read, skips, and the
     crop pixels inside each photo (N, S, S). A masked fit passes over faces it could not score
@@ -162,16 +169,16 @@ def collect_faces(
     faces are appended to files there as they are found (CROPS_FILE, MASKS_FILE: a checkpoint's), and come
     back as a RowStore and PackedMasks; "temporary": likewise, in nameless temporary files in ``config.cache_dir``.
 
-    Files are read on the same worker pool as ``muflow scan`` (faces.FaceStage)."""
+    Files are read on the same worker pool as ``muflow scan`` (faces.FaceStage), or, given ``ray_at``, by
+    actors of a Ray cluster (pipelines/ray/collect.py): the same results in the same order, kept and stored
+    by the same code below."""
     files = list(iter_image_files(paths))
     crops, valid, face_files, skipped = [], [], [], Counter()
     side = config.crop_size
     disk = None if store is None else (_rows(store, CROPS_FILE, (side, side, 3), config),
                                        _rows(store, MASKS_FILE, (side, (side + 7) // 8), config))
-    make = detector_spec(config).factory(config.faces)
-    with FaceStage(config.faces, make, config.crop_size, config.context) as stage:
-        results = track(stage.map(files), "faces   ", total=len(files), enabled=progress)
-        for i, res in enumerate(results):
+    with face_results(files, config, ray_at, progress) as found:
+        for i, res in enumerate(track(found, "faces   ", total=len(files), enabled=progress)):
             if res.status != "ok":
                 skipped[res.status] += 1
                 continue
@@ -192,6 +199,23 @@ def collect_faces(
         return disk[0], face_files, files, skipped, PackedMasks(disk[1], side)
     empty = np.zeros((0, config.crop_size, config.crop_size, 3), np.uint8)
     return _stack(crops, empty), face_files, files, skipped, _stack(valid, np.zeros(empty.shape[:3], bool))
+
+
+@contextmanager
+def face_results(files: list[Path], config: FitConfig, ray_at: RayCollection | None, progress: bool
+                  ) -> Iterator[Iterator[FileFaces]]:
+    """Each file's FileFaces, in order: from a local FaceStage (closed on leaving), or from Ray actors."""
+    if ray_at is not None:
+        from muflow_cli.pipelines.ray.collect import ray_face_results  # Ray is an optional extra
+
+        found = ray_face_results(files, config, ray_at, quiet=not progress)
+        try:
+            yield found
+        finally:
+            found.close()  # an interrupted collection still disconnects
+        return
+    with FaceStage(config.faces, detector_spec(config).factory(config.faces), config.crop_size, config.context) as stage:
+        yield stage.map(files)
 
 
 def _rows(store: Path | str, name: str, row_shape: tuple[int, ...], config: FitConfig) -> RowStore:

@@ -11,14 +11,18 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 
+from muflow_cli.faces.detect import FaceDetector
 from muflow_cli.faces.face import FileFaces
+from muflow_cli.faces.options import FaceFinding
 from muflow_cli.faces.stage import faces_in_file
 from muflow_cli.model.card import ModelCard
 from muflow_cli.model.deepfake_model import DeepfakeModel
+from muflow_cli.pipelines.fit_config import FitConfig, detector_spec
 from muflow_cli.pipelines.ray.packing import pack_faces, unpack_faces
 from muflow_cli.pipelines.ray.parts import PART_ROW_SCHEMA, encode_part
 from muflow_cli.pipelines.ray.storage import ReadFailure, filesystem, read_one
@@ -65,9 +69,13 @@ class FindFaces:
     faces.faces_in_file does the work, so statuses and messages are the local scan's."""
 
     def __init__(self, card: ModelCard, config: ScanConfig) -> None:
-        make = card.face_detector.factory(config.faces)  # as scan.iter_scan builds it
+        # as scan.iter_scan builds it: the model's detector and crop
+        self._setup(card.face_detector.factory(config.faces), config.faces, card.crop.size, card.crop.context, config.provenance_cap)
+
+    def _setup(self, make: Callable[[], FaceDetector] | None, finding: FaceFinding, size: int, context: float,
+               provenance: float | None) -> None:
         self.detector = make() if make is not None else None
-        self.finding, self.crop, self.provenance = config.faces, card.crop, config.provenance_cap
+        self.finding, self.size, self.context, self.provenance = finding, size, context, provenance
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = [{"part": row["part"], "name": row["name"], "paths": row["paths"], "shown": row["shown"], "identities": row["identities"],
@@ -83,9 +91,18 @@ class FindFaces:
         if failure is not None:
             return FileFaces(shown, failure.status, failure.message)
         source = io.BytesIO(data) if data is not None else Path(path)
-        res = faces_in_file(source, self.detector, self.finding, self.crop.size, self.crop.context, provenance=self.provenance)
+        res = faces_in_file(source, self.detector, self.finding, self.size, self.context, provenance=self.provenance)
         res.path, res.image = path, None
         return res
+
+
+class FindFitFaces(FindFaces):
+    """Stage 3 of ``fit --ray`` (pipelines/ray/collect.py): FindFaces with the fit's detector and crop
+    (fit_config.detector_spec, ``crop_size``, ``context``) instead of a model's, and no provenance read
+    (the local fit reads none)."""
+
+    def __init__(self, config: FitConfig) -> None:
+        self._setup(detector_spec(config).factory(config.faces), config.faces, config.crop_size, config.context, None)
 
 
 def load_scoring_model(model: str | None, backbone_weights: str | None, device: str, engine: str, threads: int) -> DeepfakeModel:

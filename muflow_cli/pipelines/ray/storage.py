@@ -64,13 +64,19 @@ def list_files(paths: Iterable[str], files_from: Iterable[str] = ()) -> list[tup
     files: list[tuple[str, str]] = []
 
     def local(p: str) -> list[tuple[str, str]]:
-        return [(os.path.abspath(os.fsdecode(f)), shown_path(f)) for f in iter_image_files([Path(p)])]
+        return local_entries(iter_image_files([Path(p)]))
 
     for p in paths:
         files += [(u, u) for u in _uri_files(p)] if is_uri(p) else local(p)
     for line in files_from:
         files += [(line, line)] if is_uri(line) else local(line)
     return files
+
+
+def local_entries(files: Iterable[Path]) -> list[tuple[str, str]]:
+    """(path to read, name for the table) of local files: read by their absolute path, since workers run
+    elsewhere (another folder, another node on a shared file system); named as given."""
+    return [(os.path.abspath(os.fsdecode(f)), shown_path(f)) for f in files]
 
 
 def identity(path: str, shown: str, info: pafs.FileInfo | None = None) -> list[Any]:
