@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import os
 import random
 import shutil
 import socketserver
@@ -302,3 +303,16 @@ def test_eval_reads_provenance_once_and_reports_it_per_source(evidence, small_mo
         ("real", "reals"): {"camera-exif": 1}, ("fake", "gen"): {"label-generated": 1, "generator-metadata": 1}}
     assert "label-generated 1" in (out / "index.html").read_text()
     assert "provenance of the fake files of gen" in res.output
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open descriptors through /proc")
+def test_a_path_that_is_no_regular_file_is_not_read_and_leaves_no_descriptor_open(tmp_path):
+    """A folder or a FIFO named where a file was expected (a video's path, a listing's line) gets a note, and its
+    descriptor is closed: Python's open() refuses a directory's descriptor and used to leave it open."""
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "folder").mkdir()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        for name in ("folder", "pipe"):
+            assert read_provenance(tmp_path / name) == Provenance("none", "not read (not a regular file)")
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -81,11 +81,16 @@ def _evidence_of_path(path: str | os.PathLike, ev: Evidence) -> None:
     except OSError as exc:
         ev.notes.append(f"not read ({clean(exc.strerror or exc, 60)})")
         return
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):  # checked on the descriptor, before a file object is made of it: Python's
+        os.close(fd)  # open() refuses a directory's descriptor and leaves it open
+        ev.notes.append("not read (not a regular file)")
+        return
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            ev.notes.append("not read (not a regular file)")
-            return
         if st.st_size <= READ_MAX_BYTES:
             _evidence_of_bytes(fh.read(), ev)
             return
