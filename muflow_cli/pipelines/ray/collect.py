@@ -6,7 +6,7 @@ spread over machines the same way, so the fit itself stays on the driver. The st
 (pipelines/ray/stages.py):
 
     parts of FIT_PART_FILES consecutive files of the listing (the local fit's listing, in its order)
-    → read bytes   (ReadParts: a few I/O actors)
+    → read bytes   (ReadParts: a few I/O actors; driver.read_parts, as a scan reads)
     → find faces   (FindFitFaces: one actor per CPU, each one single-threaded detector, the fit's crop)
     → the driver   (each part's faces as safetensors bytes, packing.py; in listing order)
 
@@ -21,21 +21,20 @@ a shared file system.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 import ray
 import ray.data
 
 from muflow_cli.faces.face import FileFaces
 from muflow_cli.pipelines.fit_config import FitConfig
-from muflow_cli.pipelines.ray.driver import IO_FANOUT, RayScanError, connect
+from muflow_cli.pipelines.ray.driver import RayScanError, connect, read_parts
 from muflow_cli.pipelines.ray.packing import unpack_faces
-from muflow_cli.pipelines.ray.parts import PART_ROW_SCHEMA, make_parts
-from muflow_cli.pipelines.ray.stages import FindFitFaces, ReadParts
+from muflow_cli.pipelines.ray.parts import make_parts
+from muflow_cli.pipelines.ray.plan import plan
+from muflow_cli.pipelines.ray.stages import FindFitFaces
 from muflow_cli.pipelines.ray.storage import local_entries
 
 # Files per part. Smaller than a scan's 128: the fit gets each part back in order, so a part is what the
@@ -74,23 +73,18 @@ def ray_face_results(files: list[Path], config: FitConfig, ray_at: RayCollection
 
 def _found(files: list[Path], config: FitConfig, face_actors: int) -> Iterator[FileFaces]:
     parts = make_parts(local_entries(files), FIT_PART_FILES, "fit")
-    cpus = ray.cluster_resources().get("CPU", 1)
-    actors = max(1, min(face_actors or int(cpus), len(parts)))
+    chosen = plan(ray.cluster_resources().get("CPU", 1), 0, "cpu", face_actors)  # the scan's CPU plan: an actor per CPU
+    actors = max(1, min(chosen.face_actors, len(parts)))  # no more actors than parts to give them
     log.info("muflow fit --ray: %d files in %d parts, %d face actors", len(files), len(parts), actors)
-    items = pa.Table.from_pylist([p.row() for p in parts], schema=PART_ROW_SCHEMA)
-    step = max(1, math.ceil(len(parts) / 4096))  # one block per part (up to a few thousand): whole parts per call
-    blocks = [items.slice(i, step) for i in range(0, len(parts), step)]
-    io_actors = max(1, min(len(parts), math.ceil(actors / IO_FANOUT)))
     ctx, ray_log = ray.data.DataContext.get_current(), logging.getLogger("ray.data")
     was = ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start, ray_log.level
     ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start = True, False, False
     ray_log.setLevel(logging.ERROR)  # its notes on progress bars and finished datasets: the fit says what it does
     expected = 0
     try:
-        ds = (ray.data.from_arrow(blocks)
-              .map_batches(ReadParts, batch_size=1, batch_format="pyarrow", num_cpus=0, concurrency=io_actors)
-              .map_batches(FindFitFaces, batch_size=1, batch_format="pyarrow", fn_constructor_args=(config,),
-                           num_cpus=round(min(1.0, cpus / actors), 4), concurrency=actors))
+        ds, _ = read_parts(parts, actors)
+        ds = ds.map_batches(FindFitFaces, batch_size=1, batch_format="pyarrow", fn_constructor_args=(config,),
+                            num_cpus=chosen.face_cpus, concurrency=actors)
         for row in ds.iter_rows():
             if row["part"] != expected:  # preserve_order promises this; a fit's crops must not be shuffled
                 raise RayScanError(f"Ray returned part {row['part']} where part {expected} was due")

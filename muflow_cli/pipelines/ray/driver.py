@@ -154,17 +154,24 @@ def add_counts(total: dict[str, Any], part: dict[str, Any]) -> None:
         total["provenance"][kind] = total["provenance"].get(kind, 0) + int(n)
 
 
+def read_parts(todo: list[Part], face_actors: int) -> tuple[ray.data.Dataset, int]:
+    """The first stages of a Ray scan or fit: the parts as rows, and their files' bytes read by reading actors;
+    and how many reading (and, for a scan, writing) actors serve ``face_actors`` actors."""
+    items = pa.Table.from_pylist([p.row() for p in todo], schema=PART_ROW_SCHEMA)
+    # One block per part (up to a few thousand), so every read task and actor call gets whole parts.
+    step = max(1, math.ceil(len(todo) / 4096))
+    blocks = [items.slice(i, step) for i in range(0, len(todo), step)]
+    # One reading and one writing actor per IO_FANOUT face actors: a part of 128 local files is read in
+    # tens of ms and finding its faces takes ~10 s, so one reader (16 threads) keeps many actors fed.
+    io_actors = max(1, min(len(todo), math.ceil(face_actors / IO_FANOUT)))
+    ds = ray.data.from_arrow(blocks).map_batches(ReadParts, batch_size=1, batch_format="pyarrow", num_cpus=0, concurrency=io_actors)
+    return ds, io_actors
+
+
 def build_dataset(todo: list[Part], out: str, model_path: str | None, backbone_weights: str | None, card: ModelCard,
                   config: ScanConfig, settings: str, chosen: RayPlan, device: str, engine: str) -> ray.data.Dataset:
     """The pipeline of stages over the parts to do; nothing runs until it is iterated."""
-    items = pa.Table.from_pylist([p.row() for p in todo], schema=PART_ROW_SCHEMA)
-    # One block per part (up to a few thousand), so every read task and actor call gets whole parts.
-    blocks = [items.slice(i, 1) for i in range(len(todo))] if len(todo) <= 4096 else [
-        items.slice(i, math.ceil(len(todo) / 4096)) for i in range(0, len(todo), math.ceil(len(todo) / 4096))]
-    # One reading and one writing actor per IO_FANOUT face actors: a part of 128 local files is read in
-    # tens of ms and finding its faces takes ~10 s, so one reader (16 threads) keeps many actors fed.
-    io_actors = max(1, min(len(todo), math.ceil(chosen.face_actors / IO_FANOUT)))
-    ds = ray.data.from_arrow(blocks).map_batches(ReadParts, batch_size=1, batch_format="pyarrow", num_cpus=0, concurrency=io_actors)
+    ds, io_actors = read_parts(todo, chosen.face_actors)
     if chosen.fused:
         ds = ds.map_batches(ScanParts, batch_size=1, batch_format="pyarrow",
                             fn_constructor_args=(card, model_path, backbone_weights, engine, config, settings),
