@@ -30,3 +30,21 @@ def test_a_fit_with_augmented_copies_trains_on_them(real_folder):
     # the originals, one degraded copy each, and (a masked fit) one framed copy each
     assert report.training_faces == 3 * report.fit_faces and model.card.training.augment == 1 and model.card.training.framings == 1
     assert np.isfinite(report.losses).all()
+
+
+
+def test_default_epochs_are_set_by_the_fit_faces_and_copies_add_presentations():
+    """The budget (~6,000 presentations of the fit faces) sets the epochs; the copies of each face are shown every
+    epoch on top of it (issue #32 item 6 measured counting them too, and kept this: docs/performance.md)."""
+    from muflow_cli.pipelines.fit_config import FitConfig, FitReport, copies_per_face, default_epochs
+    from muflow_cli.pipelines.fit_stages import plan_fit
+
+    def epochs(config: FitConfig, fit_faces: int = 200) -> int:
+        report = FitReport(fit_faces=fit_faces)
+        plan_fit(config, report)
+        return report.epochs
+
+    assert [copies_per_face(c) for c in (FitConfig(), FitConfig(augment=1), FitConfig(masked=False, framings=0))] == [2, 3, 1]
+    assert epochs(FitConfig()) == epochs(FitConfig(augment=1)) == epochs(FitConfig(masked=False, framings=0)) == default_epochs(200) == 30
+    assert epochs(FitConfig(), fit_faces=2000) == 8 and epochs(FitConfig(), fit_faces=50) == 60  # the floor and the cap
+    assert epochs(FitConfig(epochs=3)) == 3  # an explicit --epochs is kept

@@ -147,13 +147,23 @@ class FitReport:
 
 
 def default_epochs(n_fit: int) -> int:
-    """About 6,000 face presentations (~375 Adam steps at batch 16), within [8, 60] epochs.
+    """About 6,000 presentations of the fit faces (~375 Adam steps at batch 16), within [8, 60] epochs.
 
-    Checked on held-out reals only (benchmarks/fit_epochs.py): on a 24-face fit their NLL
-    still falls up to the 60-epoch cap (by 0.024 nats/dim from 32 to 60, the smallest
-    step); a 120-face fit still falls steeply between 8 and 16 of its 50 epochs.
+    Each epoch also presents every fit face's copies (:func:`copies_per_face`): a masked fit with one framed copy
+    makes about 12,000 presentations. Counting the copies too (half the epochs) was measured in domain and not
+    adopted: later real frames were flagged less (20.5 % against 36.4 % at 0.05) but GAN faces were ranked worse
+    after re-saving and shrinking (AUC 0.74-0.80 against 0.82-0.87; docs/performance.md, "Masking or framed
+    copies"). Checked on held-out reals only (benchmarks/fit_epochs.py): on a 24-face fit their NLL still falls
+    up to the 60-epoch cap (by 0.024 nats/dim from 32 to 60, the smallest step); a 120-face fit still falls
+    steeply between 8 and 16 of its 50 epochs.
     """
     return int(min(60, max(8, math.ceil(6000 / max(n_fit, 1)))))
+
+
+def copies_per_face(config: FitConfig) -> int:
+    """How many training faces each fit face becomes: itself, ``augment`` degraded copies and, for a masked
+    fit, ``framings`` framed ones (nn/augment.AugmentedRows)."""
+    return 1 + config.augment + (config.framings if config.masked else 0)
 
 
 def detector_spec(config: FitConfig) -> FaceDetectorSpec:

@@ -16,7 +16,7 @@ from muflow_cli.nn.feature_cache import FeatureCache
 from muflow_cli.nn.flow_model import MuFlowModel
 from muflow_cli.nn.training import flows_optimizer, train_step, training_layout
 from muflow_cli.pipelines.fit_checkpoint import FitCheckpoint
-from muflow_cli.pipelines.fit_config import FitConfig, FitError, FitReport
+from muflow_cli.pipelines.fit_config import FitConfig, FitError, FitReport, copies_per_face
 from muflow_cli.progress import track
 
 
@@ -45,7 +45,7 @@ def estimate_seconds(backbone, crops, report: FitReport, config: FitConfig, devi
                            [m.clone() for m in masks] if masks is not None else None)  # out of inference mode, as the cache's
                 steps.append(time.perf_counter() - t)
     per_face_step = steps[-1] / len(batch)
-    copies = 1 + config.augment + (config.framings if config.masked else 0)
+    copies = copies_per_face(config)
     out = {
         "averages": report.averages * per_image,
         "features": report.fit_faces * copies * per_image,
