@@ -32,7 +32,6 @@ def test_a_fit_with_augmented_copies_trains_on_them(real_folder):
     assert np.isfinite(report.losses).all()
 
 
-
 def test_default_epochs_are_set_by_the_fit_faces_and_copies_add_presentations():
     """The budget (~6,000 presentations of the fit faces) sets the epochs; the copies of each face are shown every
     epoch on top of it (issue #32 item 6 measured counting them too, and kept this: docs/performance.md)."""
