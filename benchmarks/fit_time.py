@@ -7,8 +7,8 @@
 Nobody waits days to learn a fit is too slow for their machine. Each phase is timed here on a few faces, in
 ``--rounds`` rounds (the median is kept: the machine is shared), and multiplied by what a fit of N faces does
 with `fit`'s defaults (20 % held out to calibrate, epochs from ``default_epochs``, k and M from
-``default_average_plan`` unless the preset sets them, one framed copy per fit face, strata from at most 300
-calibration photos x 7 processings):
+``default_average_plan`` unless the preset sets them, the copies of each fit face that ``copies_per_face`` counts
+(none by default since issue #32), strata from at most 300 calibration photos x 7 processings):
 
 - *collect*: ``--collect aligned``: read a 1024-px PNG and align it as ``--aligned ffhq`` does (FFHQ is already
   aligned: no detector); ``photos``: read a 1280-px JPEG photo, find its face with the default detector (SCRFD)

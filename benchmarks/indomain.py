@@ -237,7 +237,7 @@ def main() -> int:
         group_by, *extras = setting.split("+")
         unmasked = "unmasked" in extras  # the model of before issue #23: the whole crop scored, no framed copies
         config = FitConfig(group_by=group_by, augment=1 if "augment" in extras else 0, epochs=args.epochs,
-                           masked=not unmasked, framings=0 if unmasked else FitConfig.framings, **SMALL)
+                           masked=not unmasked, **SMALL)
         path = models / f"{setting}.muflow"
         t = time.perf_counter()
         if args.reuse and path.is_file():

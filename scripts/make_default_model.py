@@ -17,7 +17,8 @@ How, and why (docs/method.md, "The bundled model"):
 - `--augment 1`: the bundled model meets photos of unknown history (re-saved, resized); one degraded
   copy per fit face removed the false positives on down-up resized held-out reals in the in-domain
   measurement (docs/performance.md, "Robust fitting") at a cost of 1-2.5 AUC points on DCGAN faces.
-- Everything else is `muflow fit`'s default (epochs from the number of fit faces, seed 0).
+- Everything else is `muflow fit`'s default (epochs from the number of fit faces, seed 0, masked, no framed
+  copies since issue #32: docs/performance.md, "Masking or framed copies").
 """
 
 from __future__ import annotations

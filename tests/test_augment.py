@@ -26,8 +26,8 @@ def test_degradations_change_pixels_but_keep_the_face(astronaut):
 
 
 def test_a_fit_with_augmented_copies_trains_on_them(real_folder):
-    model, report = fit([real_folder], fast_fit_config(augment=1), progress=False)
-    # the originals, one degraded copy each, and (a masked fit) one framed copy each
+    model, report = fit([real_folder], fast_fit_config(augment=1, framings=1), progress=False)
+    # the originals, one degraded copy each and one framed copy each (--framings 1; the default is 0 since issue #32)
     assert report.training_faces == 3 * report.fit_faces and model.card.training.augment == 1 and model.card.training.framings == 1
     assert np.isfinite(report.losses).all()
 
@@ -43,7 +43,7 @@ def test_default_epochs_are_set_by_the_fit_faces_and_copies_add_presentations():
         plan_fit(config, report)
         return report.epochs
 
-    assert [copies_per_face(c) for c in (FitConfig(), FitConfig(augment=1), FitConfig(masked=False, framings=0))] == [2, 3, 1]
-    assert epochs(FitConfig()) == epochs(FitConfig(augment=1)) == epochs(FitConfig(masked=False, framings=0)) == default_epochs(200) == 30
+    assert [copies_per_face(c) for c in (FitConfig(), FitConfig(augment=1), FitConfig(framings=1), FitConfig(masked=False))] == [1, 2, 2, 1]
+    assert epochs(FitConfig()) == epochs(FitConfig(augment=1, framings=1)) == epochs(FitConfig(masked=False)) == default_epochs(200) == 30
     assert epochs(FitConfig(), fit_faces=2000) == 8 and epochs(FitConfig(), fit_faces=50) == 60  # the floor and the cap
     assert epochs(FitConfig(epochs=3)) == 3  # an explicit --epochs is kept

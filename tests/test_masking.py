@@ -144,7 +144,7 @@ def masked_model(small_model):
     from muflow_cli.model.deepfake_model import DeepfakeModel
 
     model = DeepfakeModel.load(small_model)
-    assert model.masked and model.card.training.framings == 1
+    assert model.masked and model.card.training.framings == 0
     return model
 
 

@@ -48,10 +48,13 @@ class FitConfig:
     cache_dir: Path | None = None  # folder for an on-disk cache (default: the system's temporary folder)
     device: str = "auto"
     augment: int = 0  # degraded copies of each fit face in flow training (augment.py); 0: none
-    # Score only what lies inside the photo (nn/masking.py), and train as it scores: ``framings`` copies of
-    # each fit face cut as a headshot is (nn/framing.py). False: the unmasked model of before (comparisons).
+    # Score only what lies inside the photo (nn/masking.py). False: the unmasked model of before (comparisons).
     masked: bool = True
-    framings: int = 1
+    # Copies of each fit face cut as a headshot is (nn/framing.py). 0 since issue #32: each copy is one more
+    # presentation per epoch, and the doubled training flagged more later real frames (36 % against 22 % at 0.05)
+    # and unseen-source reals (pooled 4 of 29 against 1); a face cut tight to its box moves 30 % more without them
+    # (docs/performance.md, "Masking or framed copies").
+    framings: int = 0
     data_note: str = ""  # free text about the fit data, kept in the card
     # Calibrate per processing stratum (stats/strata.py): the calibration photos re-saved and shrunk over a grid
     # and scored again (pipelines/strata_calibration.py); False: one pooled calibration, as before
@@ -149,21 +152,22 @@ class FitReport:
 def default_epochs(n_fit: int) -> int:
     """About 6,000 presentations of the fit faces (~375 Adam steps at batch 16), within [8, 60] epochs.
 
-    Each epoch also presents every fit face's copies (:func:`copies_per_face`): a masked fit with one framed copy
-    makes about 12,000 presentations. Counting the copies too (half the epochs) was measured in domain and not
-    adopted: later real frames were flagged less (20.5 % against 36.4 % at 0.05) but GAN faces were ranked worse
-    after re-saving and shrinking (AUC 0.74-0.80 against 0.82-0.87; docs/performance.md, "Masking or framed
-    copies"). Checked on held-out reals only (benchmarks/fit_epochs.py): on a 24-face fit their NLL still falls
-    up to the 60-epoch cap (by 0.024 nats/dim from 32 to 60, the smallest step); a 120-face fit still falls
-    steeply between 8 and 16 of its 50 epochs.
+    Each epoch also presents every fit face's copies (:func:`copies_per_face`): ``--framings 1`` or ``--augment 1``
+    makes about 12,000 presentations. Counting the copies too (half the epochs) was measured in domain with one
+    framed copy and not adopted: later real frames were flagged less (20.5 % against 36.4 % at 0.05) but GAN faces
+    were ranked worse after re-saving and shrinking (AUC 0.74-0.80 against 0.82-0.87); dropping the framed copies
+    instead (the default since) flagged 21.6 % (docs/performance.md, "Masking or framed copies").
+    Checked on held-out reals only (benchmarks/fit_epochs.py): on a 24-face fit their NLL still falls up to the
+    60-epoch cap (by 0.024 nats/dim from 32 to 60, the smallest step); a 120-face fit still falls steeply between 8
+    and 16 of its 50 epochs.
     """
     return int(min(60, max(8, math.ceil(6000 / max(n_fit, 1)))))
 
 
 def copies_per_face(config: FitConfig) -> int:
     """How many training faces each fit face becomes: itself, ``augment`` degraded copies and, for a masked
-    fit, ``framings`` framed ones (nn/augment.AugmentedRows)."""
-    return 1 + config.augment + (config.framings if config.masked else 0)
+    fit, ``framings`` framed ones (nn/augment.AugmentedRows; FitConfig.check allows them on a masked fit only)."""
+    return 1 + config.augment + config.framings
 
 
 def detector_spec(config: FitConfig) -> FaceDetectorSpec:

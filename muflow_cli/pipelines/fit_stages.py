@@ -189,11 +189,10 @@ def fit_targets(backbone, split: Split, config: FitConfig, report: FitReport, rn
 
 def training_faces(split: Split, config: FitConfig, report: FitReport):
     """The faces the flows train on: the fit faces, ``config.augment`` degraded copies of each (nn/augment.py)
-    and, for a masked fit, ``config.framings`` framed copies of each (nn/framing.py)."""
-    framings = config.framings if config.masked else 0
+    and ``config.framings`` framed copies of each (nn/framing.py; FitConfig.check allows them on a masked fit only)."""
     faces = split.fit
-    if config.augment or framings or config.masked:
-        faces = AugmentedRows(split.fit, config.augment, config.seed, split.fit_valid, framings, config.context)
+    if config.augment or config.framings or config.masked:
+        faces = AugmentedRows(split.fit, config.augment, config.seed, split.fit_valid, config.framings, config.context)
     report.training_faces = len(faces)
     return faces
 
@@ -336,7 +335,7 @@ def training_info(config: FitConfig, report: FitReport, groups: int) -> Training
         calibration_faces=report.calibration_faces, k=report.k, averages=report.averages, epochs=report.epochs,
         batch_size=config.batch_size, lr=config.lr, final_loss=report.losses[-1], losses=list(report.losses),
         groups=groups, calibration_mean_score=report.calibration_mean, min_face_px=config.min_face_px,
-        group_by=config.group_by, augment=config.augment, framings=config.framings if config.masked else 0, data=config.data_note, precision=report.precision,
+        group_by=config.group_by, augment=config.augment, framings=config.framings, data=config.data_note, precision=report.precision,
         split=report.split.get("kind", ""), calibration_groups=report.split.get("calibration_groups", 0),
         gap_faces=report.split.get("gap_faces", 0),
     )
