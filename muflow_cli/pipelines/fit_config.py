@@ -165,8 +165,8 @@ def default_epochs(n_fit: int) -> int:
 
 
 def copies_per_face(config: FitConfig) -> int:
-    """How many training faces each fit face becomes: itself, ``augment`` degraded copies and, for a masked
-    fit, ``framings`` framed ones (nn/augment.AugmentedRows; FitConfig.check allows them on a masked fit only)."""
+    """How many training faces each fit face becomes: itself, ``augment`` degraded copies and ``framings`` framed
+    ones (nn/augment.AugmentedRows; FitConfig.check allows framed copies on a masked fit only)."""
     return 1 + config.augment + config.framings
 
 

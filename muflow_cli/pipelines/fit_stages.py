@@ -191,7 +191,7 @@ def training_faces(split: Split, config: FitConfig, report: FitReport):
     """The faces the flows train on: the fit faces, ``config.augment`` degraded copies of each (nn/augment.py)
     and ``config.framings`` framed copies of each (nn/framing.py; FitConfig.check allows them on a masked fit only)."""
     faces = split.fit
-    if config.augment or config.framings or config.masked:
+    if config.augment or config.masked:  # framed copies exist only on a masked fit
         faces = AugmentedRows(split.fit, config.augment, config.seed, split.fit_valid, config.framings, config.context)
     report.training_faces = len(faces)
     return faces
