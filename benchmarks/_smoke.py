@@ -50,6 +50,47 @@ def workdir(tag: str) -> Path:
     return path
 
 
+# Set by tests/test_benchmarks.py to one folder for the whole test session: the in-domain smoke data (and the tiny fit
+# on it) that three scripts need is then made once, by the first that asks, and copied by the others (about 20 s each
+# saved). Unset (a script run by hand): each run makes its own in its work folder.
+SHARED_ENV = "MUFLOW_SMOKE_SHARED"
+
+
+def indomain_data(work: Path) -> Path:
+    """``work``/indomain: benchmarks/indomain_data.py's build on its --smoke inputs (8 frames a video), made here or
+    copied from the session's shared folder. indomain_data.py --smoke itself always builds: that is its test."""
+    import os
+
+    from indomain_data import build, smoke_inputs, smoke_upscaler
+
+    out = work / "indomain"
+    shared = os.environ.get(SHARED_ENV)
+    if not shared:
+        build(smoke_inputs(work), out, max_frames_per_video=8, verbose=False, upscaler=smoke_upscaler(out / ".cache"))
+        return out
+    made = Path(shared) / "indomain"
+    if not (made / ".complete").is_file():
+        shutil.rmtree(made, ignore_errors=True)
+        build(smoke_inputs(Path(shared) / "inputs"), made, max_frames_per_video=8, verbose=False, upscaler=smoke_upscaler(made / ".cache"))
+        (made / ".complete").write_text("ok\n")
+    shutil.copytree(made, out, ignore=shutil.ignore_patterns(".complete", "fit.muflow"))
+    return out
+
+
+def indomain_fit(data: Path) -> Path:
+    """The tiny :func:`fast_fit` model of ``data``/videos/fit, saved beside the data; fitted once a session where the
+    data came from the shared folder (the same data, the same settings and seed: the same model)."""
+    import os
+
+    from muflow_cli.pipelines.fit import fit
+
+    shared = os.environ.get(SHARED_ENV)
+    path = (Path(shared) / "indomain" / "fit.muflow") if shared else (data / "fit.muflow")
+    if not (path / "card.json").is_file():
+        fit([data / "videos" / "fit"], fast_fit(), progress=False)[0].save(path)
+    return path
+
+
 def write(path: Path, rgb: np.ndarray, quality: int = 92) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []

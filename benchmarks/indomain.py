@@ -215,12 +215,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.smoke:
         global SMALL, PERTURB
-        from _smoke import small_fit, workdir
-        from indomain_data import build, smoke_inputs, smoke_upscaler
+        from _smoke import indomain_data, small_fit, workdir
 
-        work = workdir("indomain")
-        args.data = work / "indomain"
-        build(smoke_inputs(work), args.data, max_frames_per_video=8, verbose=False, upscaler=smoke_upscaler(args.data / ".cache"))
+        args.data = indomain_data(workdir("indomain"))
         args.settings, args.epochs, args.reuse, PERTURB, SMALL = ["auto"], 1, False, PERTURB[:2], small_fit()
     elif args.data is None:
         ap.error("DATA is required (or --smoke)")

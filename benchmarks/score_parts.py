@@ -197,17 +197,10 @@ def main() -> int:
     config = FitConfig()  # the settings `muflow fit` ran with (its split is made again)
     if args.smoke:
         sys.path.insert(0, str(Path(__file__).parent))
-        from _smoke import fast_fit, workdir
-        from indomain_data import build, smoke_inputs, smoke_upscaler
+        from _smoke import fast_fit, indomain_data, indomain_fit, workdir
 
-        from muflow_cli.pipelines.fit import fit
-
-        work = workdir("score_parts")
-        args.setting, args.data = "indomain", work / "indomain"
-        build(smoke_inputs(work), args.data, max_frames_per_video=8, verbose=False, upscaler=smoke_upscaler(args.data / ".cache"))
-        args.model = work / "smoke.muflow"
-        config = fast_fit()
-        fit([args.data / "videos" / "fit"], config, progress=False)[0].save(args.model)
+        args.setting, args.data = "indomain", indomain_data(workdir("score_parts"))
+        args.model, config = indomain_fit(args.data), fast_fit()
         args.measured = ["none", "jpeg:75"]
     elif args.setting is None or args.data is None:
         ap.error("SETTING and DATA are required (or --smoke)")

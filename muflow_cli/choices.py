@@ -8,5 +8,7 @@ CACHE_PLACES = ("auto", "memory", "disk")  # nn/feature_cache.py: where fit's fe
 FACE_DETECTORS = ("scrfd", "yunet")  # faces/detect.py
 ALIGNED_CONVENTIONS = ("muflow", "arcface", "ffhq")  # faces/align.py: pre-aligned crop conventions
 GROUP_BY = ("auto", "file", "folder")  # inputs/files.py: how faces are grouped for calibration splits
+# What one group is, in the plural, for summaries and warnings ("3 groups of near-duplicates", never "3 autos")
+GROUP_UNITS = {"auto": "groups of near-duplicates", "file": "files", "folder": "folders"}
 PRECISIONS = ("auto", "fp32", "bf16")  # pipelines/fit.py: the flows' training precision (scoring is always fp32)
 FIT_PRESETS = ("paper",)  # pipelines/fit_config.py PRESETS: named fit configurations

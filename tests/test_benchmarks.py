@@ -12,6 +12,7 @@ scoring graph is exported once, by whichever script needs it first, and read fro
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,11 +73,18 @@ def test_help(script, helps):
     assert "--smoke" in got["output"], f"{script} --help lists no --smoke"
 
 
+@pytest.fixture(scope="module")
+def shared_smoke(tmp_path_factory) -> dict[str, str]:
+    """The environment of the smoke runs: one shared folder for the in-domain smoke data (benchmarks/_smoke.py,
+    SHARED_ENV), made by the first script that needs it and copied by the others."""
+    return {**os.environ, "MUFLOW_SMOKE_SHARED": str(tmp_path_factory.mktemp("smoke-shared"))}
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_smoke(script):
+def test_smoke(script, shared_smoke):
     try:
         proc = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=SMOKE_TIMEOUT_S)
+                              timeout=SMOKE_TIMEOUT_S, env=shared_smoke)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{script} --smoke ran past {SMOKE_TIMEOUT_S} s:\n{tail(str(exc.stdout or '') + str(exc.stderr or ''))}")
     assert proc.returncode == 0, f"{script} --smoke exited {proc.returncode}:\n{tail(proc.stdout)}\n--- stderr ---\n{tail(proc.stderr)}"

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from muflow_cli.choices import GROUP_BY, GROUP_UNITS
 from muflow_cli.cli import app
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.pipelines.calibrate import CalibrateConfig, CalibrateError, calibrate, heldout_fpr
@@ -41,6 +42,8 @@ def test_calibrating_a_mismatched_model_on_one_source_stops_it_flagging_that_sou
     assert old.calibration.domain_check(before["p_value"].to_numpy(float), 0.05).mismatch
     model, report = calibrate([real_folder], old, CalibrateConfig(group_by="folder"), progress=False)
     assert report.faces == len(model.calibration) == 36 and report.previous_faces == 64 and report.groups == 2
+    assert any("the faces come from 2 folders:" in w for w in report.warnings)  # each unit named in words
+    assert set(GROUP_UNITS) == set(GROUP_BY) and "autos" not in " ".join(GROUP_UNITS.values())
     assert model.card.calibration.source == "calibrate" and model.card.calibration.faces == 36
     assert model.card.training == old.card.training  # the fit is untouched
     after = scan([t1_path], model, ScanConfig(), progress=False)

@@ -17,13 +17,14 @@ from typer.testing import CliRunner
 from muflow_cli.cli import app
 from muflow_cli.inputs.compression import Compression, jpeg_quality
 from muflow_cli.inputs.images import read_image_record
+from muflow_cli.model.card import CalibrationInfo, forward_text
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.pipelines.calibrate import CalibrateConfig, calibrate
 from muflow_cli.pipelines.scan import ScanConfig, scan
 from muflow_cli.pipelines.verdicts import apply_fdr, judge
 from muflow_cli.stats.calibration import Calibration
 from muflow_cli.stats.conformal import bh_reject, rate_upper_bound
-from muflow_cli.stats.drift import forward_rate
+from muflow_cli.stats.drift import forward_bound, forward_rate
 from muflow_cli.stats.strata import MIN_STRATUM_FACES, POOLED, Strata, code, code_of_name, face_stratum, name
 
 runner = CliRunner()
@@ -113,6 +114,15 @@ def test_the_forward_check_sees_drift_that_the_calibration_cannot():
     moved, _ = forward_rate(drifting, groups, order, True, 0.05, "upper")
     assert n == 90 and still < 0.15 and moved > 0.3
     assert forward_rate(steady[:30], groups[:30], order[:30], True, 0.05, "two") is None  # 15 faces cannot flag at 0.05
+
+
+def test_the_forward_check_is_stated_with_the_bound_its_faces_allow():
+    assert forward_bound(0.0, 28) == pytest.approx(1 - 0.05 ** (1 / 28))  # 0 of 28: up to 10 %, no less
+    assert forward_bound(0.0, 28) > forward_bound(0.0, 280) and forward_bound(0.159, 88) > 0.159
+    covered = [forward_bound(np.mean(np.random.default_rng(i).random(60) < 0.1), 60) >= 0.1 for i in range(400)]
+    assert np.mean(covered) >= 0.93  # a 95 % bound, checked
+    text = forward_text(CalibrationInfo(forward_fpr=0.0, forward_faces=28))
+    assert "about 0%" in text and "at most 10%" in text and "calibrate on recent reals" in text
 
 
 def test_inconclusive_says_why():

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from muflow_cli.choices import GROUP_UNITS
 from muflow_cli.cli import options as opt
 from muflow_cli.cli.common import check_paths, key_values, load_model, warn
 from muflow_cli.faces.options import FaceFinding
@@ -50,7 +51,7 @@ def calibrate(
     key_values(f"muflow calibrate → {output}", [
         ("image files", report.files), ("skipped", ", ".join(f"{k}: {v}" for k, v in report.skipped.items()) or "none"),
         ("calibration faces (before → now)", f"{report.previous_faces} → {report.faces}"),
-        (f"{group_by}s", report.groups), ("smallest p-value", f"{report.min_p:.4f}"),
+        (GROUP_UNITS[group_by], report.groups), ("smallest p-value", f"{report.min_p:.4f}"),
         ("held-out false-positive rate", held),
         ("calibration strata", ", ".join(f"{k} {v}" for k, v in report.strata.items()) or "none (pooled)"),
     ])

@@ -14,6 +14,7 @@ from muflow_cli.cli.common import check_paths, fail, key_values, need_ray, read_
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.pipelines.fit_config import FitConfig
 from muflow_cli.progress import stderr as err
+from muflow_cli.stats.drift import forward_bound
 
 # Options a preset sets when the user does not: command-line name -> FitConfig field.
 PRESET_OPTIONS = {"backbone": "backbone", "k": "k", "averages": "averages", "crop_size": "crop_size", "steps": "flow"}
@@ -124,7 +125,8 @@ def fit(
                                         if report.tail_probe_auc != report.tail_probe_auc else
                                         f" (auto: smooth copies of the held-out reals score above them with AUC {report.tail_probe_auc:.2f})")),
         ("forward check", "not measured (too few held-out faces)" if report.forward_fpr is None else
-         f"{report.forward_fpr:.1%} of {report.forward_faces} later held-out faces flagged at 0.05"),
+         f"{report.forward_fpr:.1%} of {report.forward_faces} later held-out faces flagged at 0.05 "
+         f"(95 % upper bound {forward_bound(report.forward_fpr, report.forward_faces):.1%})"),
         ("calibration strata", ", ".join(f"{k} {v}" for k, v in report.strata.items()) or "none (pooled)"),
         ("feature cache", f"{report.cache['bytes'] / 2**20:.0f} MiB in {report.cache['where']}"),
         ("time", " ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())),

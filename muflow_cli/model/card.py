@@ -222,9 +222,14 @@ def strata_text(c: CalibrationInfo) -> str:
 
 
 def forward_text(c: CalibrationInfo) -> str:
-    """The forward check in words: what a user should expect on faces later than the calibration."""
-    return (f"on later faces of the same footage or photo sets this model flags about {c.forward_fpr:.0%} of reals at "
-            f"{c.forward_at:g} (forward check: calibrated on the earlier held-out faces, {c.forward_faces} later ones scored)")
+    """The forward check in words: what a user should expect on faces later than the calibration, with the
+    bound its few faces allow and its short horizon said, so that "0 %" is never read as a promise."""
+    from muflow_cli.stats.drift import forward_bound
+
+    return (f"one step later in the same footage or photo sets this model flags about {c.forward_fpr:.0%} of reals at "
+            f"{c.forward_at:g}, at most {forward_bound(c.forward_fpr, c.forward_faces):.0%} at 95 % confidence (forward check: "
+            f"calibrated on the earlier held-out faces, {c.forward_faces} later ones scored); footage further on can "
+            "drift further — calibrate on recent reals (muflow calibrate)")
 
 
 def _names(cls) -> set[str]:

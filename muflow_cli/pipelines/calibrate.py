@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from muflow_cli.choices import GROUP_UNITS
 from muflow_cli.errors import ConfigError, MuflowError
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.inputs.files import GROUP_BY
@@ -153,6 +154,6 @@ def calibrate(
         report.warnings.append(f"only {report.faces} faces: the smallest p-value is {report.min_p:.3f}, "
                                f"so verdicts at fpr {config.fpr:g} cannot say 'fake'; add more real faces")
     if report.groups < 10:
-        report.warnings.append(f"the faces come from {report.groups} {config.group_by}s: p-values are valid for faces "
+        report.warnings.append(f"the faces come from {report.groups} {GROUP_UNITS[config.group_by]}: p-values are valid for faces "
                                "like these; photos of other sources may still look unusual")
     return new, report

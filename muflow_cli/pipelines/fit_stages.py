@@ -294,9 +294,8 @@ def check_forward(scores: np.ndarray, groups: np.ndarray, order: np.ndarray | No
     if found is not None:
         report.forward_fpr, report.forward_faces = round(found[0], 4), found[1]
         if report.forward_fpr > 2 * FORWARD_FPR:
-            report.warnings.append(forward_text(CalibrationInfo(forward_fpr=report.forward_fpr, forward_faces=found[1]))
-                                   + f", not {FORWARD_FPR:g}: the footage drifts; calibrate on recent reals "
-                                   "(muflow calibrate) before scanning new material")
+            said = forward_text(CalibrationInfo(forward_fpr=report.forward_fpr, forward_faces=found[1]))
+            report.warnings.append(f"the footage drifts: {said} before scanning new material")
 
 
 def add_strata(model: DeepfakeModel, split: Split, sources: list[str] | None, config: FitConfig, report: FitReport,
