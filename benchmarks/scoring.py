@@ -7,9 +7,8 @@
 For each configuration and scoring engine (eager torch; the ONNX Runtime graph muflow uses on CPU):
 FLOPs per face counted with torch.utils.flop_counter, faces/s at several batch sizes, achieved
 GFLOP/s as a fraction of an fp32 matmul peak measured just before each timed round (median over rounds),
-and the ratio against the
-reference implementation's pattern (one face at a time, each layer's covariance rebuilt in float64
-and inverted on every call), same backbone, same flows, same faces.
+and the ratio against the reference implementation's pattern (one face at a time, each layer's covariance
+rebuilt in float64 and inverted on every call), same backbone, same flows, same faces.
 
 - default: the bundled model (MobileNetV2 taps at strides 4/8/16, FastFlow 8 steps), 256-px crops.
 - paper: ResNet-50 stages 1-3 (256/512/1024 channels) with 8-step flows, random weights (timing only).

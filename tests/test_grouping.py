@@ -145,7 +145,7 @@ def test_muflow_fit_takes_a_camera_roll_with_no_option(camera_roll, tmp_path):
     card = DeepfakeModel.load(out).card.training
     assert card.group_by == "auto" and card.split == "groups" and 7 <= card.groups <= 10
     assert card.calibration_faces >= 3 and card.fit_faces >= 12
-    assert "calibration split" in result.output and "whole groups" in result.output
+    assert "calibration split" in result.output and "groups of near-duplicates, held out whole" in result.output
     assert "p-value tail" in result.output and "two (auto: too few held-out faces to probe)" in result.output
     info = CliRunner().invoke(app, ["info", str(out)], env={"COLUMNS": "200"})  # the card's split and its cautions, where a user looks
     assert info.exit_code == 0 and "whole groups held out" in info.output, info.output

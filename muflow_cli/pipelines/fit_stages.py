@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from muflow_cli.choices import GROUP_UNITS
 from muflow_cli.model.card import CalibrationInfo, CropSpec, TrainingInfo, forward_text
 from muflow_cli.model.deepfake_model import DeepfakeModel, new_card
 from muflow_cli.nn.augment import AugmentedRows, round_trip
@@ -149,9 +150,9 @@ def split_text(split: dict, group_by: str) -> str:
     """How calibration was held out, in words (the fit's announcement and summary)."""
     groups, held = split.get("groups", 0), split.get("calibration_groups", 0)
     if split.get("kind") == "tails":
-        return (f"the later part of each of {groups} groups by {group_by}, {split.get('gap_faces', 0)} faces "
+        return (f"the later part of each of {groups} {GROUP_UNITS[group_by]}, {split.get('gap_faces', 0)} faces "
                 "left out between: fewer than 20 groups, so every one is fitted")
-    return f"{held} whole groups of {groups} by {group_by}"
+    return f"{held} of {groups} {GROUP_UNITS[group_by]}, held out whole"
 
 
 def _duration(seconds: float) -> str:
