@@ -63,16 +63,15 @@ def indomain_data(work: Path) -> Path:
 
     from indomain_data import build, smoke_inputs, smoke_upscaler
 
-    out = work / "indomain"
     shared = os.environ.get(SHARED_ENV)
-    if not shared:
-        build(smoke_inputs(work), out, max_frames_per_video=8, verbose=False, upscaler=smoke_upscaler(out / ".cache"))
-        return out
-    made = Path(shared) / "indomain"
+    made = Path(shared) / "indomain" if shared else work / "indomain"
     if not (made / ".complete").is_file():
         shutil.rmtree(made, ignore_errors=True)
-        build(smoke_inputs(Path(shared) / "inputs"), made, max_frames_per_video=8, verbose=False, upscaler=smoke_upscaler(made / ".cache"))
+        build(smoke_inputs(made.parent / "inputs"), made, max_frames_per_video=8, verbose=False, upscaler=smoke_upscaler(made / ".cache"))
         (made / ".complete").write_text("ok\n")
+    if not shared:
+        return made
+    out = work / "indomain"
     shutil.copytree(made, out, ignore=shutil.ignore_patterns(".complete", "fit.muflow"))
     return out
 

@@ -17,7 +17,6 @@ is the bytes. Per face: microseconds of writing and of reading, against the mill
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -25,15 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from muflow_cli.model.bundle import default_model_path, read_bundle
 from muflow_cli.nn.feature_cache import FeatureCache
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def layer_shapes(crop_size: int) -> list[tuple[int, int, int]]:
     """The bundled model's feature maps at ``crop_size``: its card's channels and strides."""
-    card = json.loads((ROOT / "weights" / "default.muflow" / "card.json").read_text(encoding="utf-8"))
-    return [(int(ly["channels"]), crop_size // int(ly["stride"]), crop_size // int(ly["stride"])) for ly in card["layers"]]
+    card = read_bundle(default_model_path())[0]
+    return [(ly.channels, crop_size // ly.stride, crop_size // ly.stride) for ly in card.layers]
 
 
 def run(faces: int, shapes: list[tuple[int, int, int]], batch: int, directory: Path | None, seed: int = 0) -> dict:

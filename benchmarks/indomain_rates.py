@@ -50,69 +50,78 @@ def faces_of(model: DeepfakeModel, folder: Path, spec: str):
     return df[(df["status"] == "ok") & df["score"].notna()]
 
 
-def row_for(model: DeepfakeModel, data: Path, spec: str, third: dict[str, int]) -> dict:
-    pooled = Calibration(model.calibration.scores, model.calibration.tail)
-    later = faces_of(model, data / "videos" / "later", spec)
-    s = later["score"].to_numpy(float)
-    v = later["verdict"].astype(str)
-    where = later["file"].map(lambda f: third.get(Path(f).name, -1)).to_numpy()
-    out = {"processing": spec, "later faces": len(later),
-           "FPR matched": float((v == "fake").mean()) if len(v) else float("nan"),
-           "near / middle / far": " / ".join(f"{(v[where == t] == 'fake').mean():.2f}" if (where == t).any() else "–" for t in range(3)),
-           "FPR unmatched": pooled.verdicts(pooled.p_values(s), FPR).count("fake") / len(s) if len(s) else float("nan"),
-           "inconclusive": float((v == "inconclusive").mean()) if len(v) else float("nan"),
-           "strata": ", ".join(f"{k} {n}" for k, n in later["stratum"].astype(str).value_counts().items())}
+def faces_pair(model: DeepfakeModel, data: Path, spec: str):
+    """The later real frames and their GAN fakes (None where the data has none), each processed by ``spec``."""
     gan_dir = data / "videos" / "fakes" / "gan"
-    if gan_dir.is_dir() and any(gan_dir.iterdir()):
-        gan = faces_of(model, gan_dir, spec)
-        g = gan["score"].to_numpy(float)
+    gan = faces_of(model, gan_dir, spec) if gan_dir.is_dir() and any(gan_dir.iterdir()) else None
+    return faces_of(model, data / "videos" / "later", spec), gan
+
+
+def share(verdicts, value: str) -> float:
+    """The share of ``verdicts`` equal to ``value`` (NaN for none)."""
+    v = verdicts.astype(str)
+    return float((v == value).mean()) if len(v) else float("nan")
+
+
+def detection(later, gan) -> dict:
+    """The model's verdicts on the reals (FPR) and, where there are fakes, its TPR and the AUC of reals against them."""
+    out = {"FPR": share(later["verdict"], "fake")}
+    if gan is not None:
+        s, g = later["score"].to_numpy(float), gan["score"].to_numpy(float)
+        out["TPR"] = share(gan["verdict"], "fake")
+        out["AUC"] = float(roc_auc_score(np.r_[np.zeros(len(s)), np.ones(len(g))], np.r_[s, g])) if len(s) and len(g) else float("nan")
         out["GAN faces"] = len(gan)
-        out["TPR matched"] = float((gan["verdict"].astype(str) == "fake").mean()) if len(gan) else float("nan")
-        out["AUC GAN"] = float(roc_auc_score(np.r_[np.zeros(len(s)), np.ones(len(g))], np.r_[s, g])) if len(s) and len(g) else float("nan")
     return out
 
 
-def thirds(files: list[str]) -> dict[str, int]:
-    """0, 1, 2 for each later frame: which third of its video's later frames it lies in, by frame order
-    (inputs/capture.py's numbered sequences: one per video)."""
+def row_for(model: DeepfakeModel, later, gan, spec: str, third: dict[str, int]) -> dict:
+    pooled = Calibration(model.calibration.scores, model.calibration.tail)
+    s = later["score"].to_numpy(float)
+    where = later["file"].map(lambda f: third.get(Path(f).name, -1)).to_numpy()
+    found = detection(later, gan)
+    out = {"processing": spec, "later faces": len(later), "FPR matched": found["FPR"],
+           "near / middle / far": " / ".join(f"{share(later['verdict'][where == t], 'fake'):.2f}" if (where == t).any() else "–"
+                                             for t in range(3)),
+           "FPR unmatched": pooled.verdicts(pooled.p_values(s), FPR).count("fake") / len(s) if len(s) else float("nan"),
+           "inconclusive": share(later["verdict"], "inconclusive"),
+           "strata": ", ".join(f"{k} {n}" for k, n in later["stratum"].astype(str).value_counts().items())}
+    if gan is not None:
+        out.update({"GAN faces": found["GAN faces"], "TPR matched": found["TPR"], "AUC GAN": found["AUC"]})
+    return out
+
+
+def later_thirds(data: Path) -> dict[str, int]:
+    """0, 1, 2 for each later frame (by file name): which third of its video's later frames it lies in, by frame
+    order (inputs/capture.py's numbered sequences: one per video)."""
+    files = sorted(p for p in (data / "videos" / "later").iterdir() if p.is_file())
     places = capture_places(files, read_exif=False)
     sizes: dict[str, int] = {}
     for pl in places:
         sizes[pl.sequence] = sizes.get(pl.sequence, 0) + 1
-    return {f: min(2, 3 * pl.rank // sizes[pl.sequence]) for f, pl in zip(files, places)}
+    return {f.name: min(2, 3 * pl.rank // sizes[pl.sequence]) for f, pl in zip(files, places)}
 
 
-def later_thirds(data: Path) -> dict[str, int]:
-    """Which third of its video's later frames each later frame (by file name) lies in."""
-    files = sorted(str(p) for p in (data / "videos" / "later").iterdir() if p.is_file())
-    return {Path(f).name: t for f, t in thirds(files).items()}
-
-
-def recalibrated(model: DeepfakeModel, data: Path, third: dict[str, int]) -> list[dict]:
-    """The model as fitted, and calibrated again on the near third: the rate on the middle and far thirds and the
-    TPR / AUC on their GAN fakes (clean)."""
+def recalibrated(model: DeepfakeModel, data: Path, third: dict[str, int], clean: tuple) -> list[dict]:
+    """The model as fitted (``clean``: its clean later frames and fakes, already scanned), and calibrated again on
+    the near third: the rate on the middle and far thirds and the TPR / AUC on their GAN fakes."""
     from muflow_cli.pipelines.calibrate import CalibrateConfig, CalibrateError, calibrate
 
-    later_dir, gan_dir = data / "videos" / "later", data / "videos" / "fakes" / "gan"
-
     def farther(df):
-        return df[df["file"].map(lambda f: third.get(Path(f).name, -1)) > 0]
+        return None if df is None else df[df["file"].map(lambda f: third.get(Path(f).name, -1)) > 0]
 
-    models = [("as fitted", model)]
+    pairs = [("as fitted", clean)]
     try:
-        near = [later_dir / name for name, t in sorted(third.items()) if t == 0]
-        models.append(("recalibrated on the near third", calibrate(near, model, CalibrateConfig(), progress=False)[0]))
+        near = [data / "videos" / "later" / name for name, t in sorted(third.items()) if t == 0]
+        recal = calibrate(near, model, CalibrateConfig(), progress=False)[0]
+        pairs.append(("recalibrated on the near third", faces_pair(recal, data, "none")))
     except CalibrateError as e:
         print(f"recalibration not measured: {e}", flush=True)
     rows = []
-    for label, m in models:
-        far = farther(faces_of(m, later_dir, "none"))
-        gan = farther(faces_of(m, gan_dir, "none")) if gan_dir.is_dir() else far.iloc[:0]
-        s, g = far["score"].to_numpy(float), gan["score"].to_numpy(float)
-        rows.append({"model": label, "middle + far faces": len(far),
-                     "FPR": float((far["verdict"].astype(str) == "fake").mean()) if len(far) else float("nan"),
-                     "TPR GAN": float((gan["verdict"].astype(str) == "fake").mean()) if len(gan) else float("nan"),
-                     "AUC GAN": float(roc_auc_score(np.r_[np.zeros(len(s)), np.ones(len(g))], np.r_[s, g])) if len(s) and len(g) else float("nan")})
+    for label, (later, gan) in pairs:
+        far = farther(later)
+        found = detection(far, farther(gan))
+        rows.append({"model": label, "middle + far faces": len(far), "FPR": found["FPR"], "TPR GAN": found.get("TPR", float("nan")),
+                     "AUC GAN": found.get("AUC", float("nan"))})
     return rows
 
 
@@ -152,13 +161,15 @@ def main() -> int:
           flush=True)
     rows = []
     t = time.perf_counter()
-    third = later_thirds(args.data)
+    third, clean = later_thirds(args.data), None
     for spec in args.processings:
-        rows.append(row_for(model, args.data, spec, third))
+        pair = faces_pair(model, args.data, spec)
+        clean = pair if spec == "none" else clean
+        rows.append(row_for(model, *pair, spec, third))
         print(json.dumps(rows[-1]), flush=True)
     table(rows, ["processing", "later faces", "FPR matched", "near / middle / far", "FPR unmatched", "inconclusive", "GAN faces",
                  "TPR matched", "AUC GAN"])
-    table(recalibrated(model, args.data, third), ["model", "middle + far faces", "FPR", "TPR GAN", "AUC GAN"])
+    table(recalibrated(model, args.data, third, clean or faces_pair(model, args.data, "none")), ["model", "middle + far faces", "FPR", "TPR GAN", "AUC GAN"])
     print(f"\n{time.perf_counter() - t:.0f} s")
     return 0
 
