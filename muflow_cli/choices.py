@@ -11,4 +11,5 @@ GROUP_BY = ("auto", "file", "folder")  # inputs/files.py: how faces are grouped 
 # What one group is, in the plural, for summaries and warnings ("3 groups of near-duplicates", never "3 autos")
 GROUP_UNITS = {"auto": "groups of near-duplicates", "file": "files", "folder": "folders"}
 PRECISIONS = ("auto", "fp32", "bf16")  # pipelines/fit.py: the flows' training precision (scoring is always fp32)
+NATIVE_POOLS = ("mean", "top")  # faces/native.py: how a large face's tile scores are pooled
 FIT_PRESETS = ("paper",)  # pipelines/fit_config.py PRESETS: named fit configurations

@@ -63,6 +63,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--augment", type=int, default=1)
     ap.add_argument("--calibration-share", type=float, default=0.4, help="share of each source's files held out to calibrate")
+    ap.add_argument("--native", action="store_true", help="fit at native resolution (fit --native): for comparison, not shipped")
     ap.add_argument("--calibrate-only", action="store_true",
                     help="keep the bundle's flows and only calibrate it again (same held-out folders), e.g. to add processing strata")
     args = ap.parse_args()
@@ -89,6 +90,7 @@ def main() -> int:
     )
     model, report = fit(fit_folders, FitConfig(
         seed=args.seed, group_by="folder", data_note=data_note, augment=args.augment, calibration_fraction=0.05,
+        native=args.native,
     ), notify=print)
     print(report.to_dict())
     model, cal = calibrate(cal_folders, model, CalibrateConfig(group_by="folder"))

@@ -43,7 +43,7 @@ def test_newer_format_is_refused_with_versions(tmp_path, default_detector):
     card = json.loads((path / "card.json").read_text())
     card["format"] = 99
     (path / "card.json").write_text(json.dumps(card))
-    with pytest.raises(ModelError, match="format 99.*format 3"):
+    with pytest.raises(ModelError, match="format 99.*format 4"):
         DeepfakeModel.load(path)
 
 

@@ -116,7 +116,12 @@ def test_each_stage_comes_back_as_the_record_it_was_saved_as(tmp_path):
     assert np.array_equal(back.crops[:], faces.crops) and np.array_equal(back.groups, faces.groups)
     assert np.array_equal(back.valid[:], faces.valid)
     back.close()
-    assert (back.files, back.skipped, back.seconds) == (3, {"no_face": 1}, 1.5)
+    assert (back.files, back.skipped, back.seconds) == (3, {"no_face": 1}, 1.5) and back.owner is None
+    native = FitCheckpoint(tmp_path / "native", {"kind": "fit"})  # a native fit's rows keep their faces
+    native.save_faces(SavedFaces(faces.crops, faces.groups, 3, {}, 1.0, owner=np.array([0, 0, 0, 1])))
+    again = native.load_faces()
+    assert np.array_equal(again.owner, [0, 0, 0, 1])
+    again.close()
     targets = [GaussianTarget.fit(rng.normal(size=(40, c))) for c in (3, 5)]
     split = SavedSplit(np.array([True, False, False, True]), targets, np.zeros((2, 8, 8, 3), np.uint8),
                        rng.bit_generator.state, torch.get_rng_state(), 2.5)

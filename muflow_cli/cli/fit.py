@@ -37,6 +37,8 @@ def fit(
     download_backbone: bool = typer.Option(False, "--download-backbone", help="Let timm download pretrained weights (needs network)."),
     preset: Optional[opt.FitPresetName] = typer.Option(None, "--preset", help="A named configuration; options given beside it win. paper: the µFlow paper's (ResNet-50 stages 1-3, k 500, M 1000, 256-px crops, 8 flow steps; your ResNet-50 weights via --backbone-weights)."),
     framings: int = typer.Option(FitConfig.framings, "--framings", min=0, max=8, help="Copies of each fit face cut as headshots are, so the masked flows learn the photo's edge (docs/method.md, Framing)."),
+    native: bool = typer.Option(False, "--native", help="Score faces at native resolution: never enlarged, larger faces as crop-size tiles whose scores are pooled (docs/method.md, Native resolution). Off by default: it did not beat the standard crop (docs/performance.md)."),
+    native_pool: opt.NativePool = typer.Option("mean", "--native-pool", help="With --native: how a large face's tile scores are pooled: mean, or top (the mean of the highest quarter)."),
     augment: int = typer.Option(0, "--augment", min=0, max=8, help="Degraded copies (JPEG, resampling, blur, noise, colour) of each fit face in flow training; 1 makes verdicts hold on re-saved photos (docs/method.md)."),
     steps: int = typer.Option(8, "--flow-steps", min=1, help="Coupling steps per flow."),
     batch_size: int = typer.Option(16, "--batch-size", min=2),
@@ -65,7 +67,7 @@ def fit(
         crop_size=crop_size, faces=faces, backbone=backbone, backbone_weights=backbone_weights, download_backbone=download_backbone,
         flow=FlowConfig(steps=steps), k=k, averages=averages, calibration_fraction=calibration_fraction, group_by=group_by,
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, tail=tail, device=device, cache=cache, cache_dir=cache_dir,
-        augment=augment, framings=framings, precision=precision, strata=strata,
+        augment=augment, framings=framings, precision=precision, strata=strata, native=native, pool=native_pool,
     )
     if preset is None:
         config = FitConfig(**fields)
@@ -115,7 +117,8 @@ def fit(
         ("image files", report.files),
         ("skipped", ", ".join(f"{k}: {v}" for k, v in report.skipped.items()) or "none"),
         ("faces", report.faces),
-        ("fit / calibration faces", f"{report.fit_faces} / {report.calibration_faces}"),
+        ("fit / calibration faces", f"{report.fit_faces} / {report.calibration_faces}"
+         + (f" ({report.crops['fit']} / {report.crops['calibration']} native crops)" if report.crops else "")),
         ("calibration split", split_text(report.split, config.group_by)),
         ("averages (k crops each)", f"{report.averages} ({report.k})"),
         ("epochs", report.epochs),

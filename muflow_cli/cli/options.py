@@ -31,6 +31,7 @@ GroupBy = Literal[choices.GROUP_BY]
 FaceDetectorName = Literal[choices.FACE_DETECTORS]
 AlignedConvention = Literal[choices.ALIGNED_CONVENTIONS]
 Precision = Literal[choices.PRECISIONS]
+NativePool = Literal[choices.NATIVE_POOLS]
 CachePlace = Literal[choices.CACHE_PLACES]
 FitPresetName = Literal[choices.FIT_PRESETS]
 

@@ -16,6 +16,7 @@ from muflow_cli.choices import FACE_DETECTORS as DETECTORS
 from muflow_cli.faces.align import align, content_box
 from muflow_cli.faces.boxes import iou_matrix
 from muflow_cli.faces.face import Face
+from muflow_cli.faces.native import native_crops
 from muflow_cli.faces.networks import NETWORKS, to_faces
 
 MODES = ("full", "single")
@@ -178,8 +179,9 @@ class FaceDetector:
         sx, sy = sx or scale, sy or scale
         return to_faces(self._net.run(canvas), sx, sy, left, top)
 
-    def faces(self, image: np.ndarray, size: int = 256, context: float = 1.5, max_faces: int = 0) -> list[Face]:
-        """Detect and align: every face with its crop filled in (warped from the original image, never a canvas).
+    def faces(self, image: np.ndarray, size: int = 256, context: float = 1.5, max_faces: int = 0, native: bool = False) -> list[Face]:
+        """Detect and align: every face with its crop filled in (warped from the original image, never a canvas);
+        ``native``: its native-resolution crops too (faces/native.py).
 
         Flat padding at the image's edges (a letterbox, an added border: align.content_box) is not the photo:
         crops are warped from the picture within it, so a padded copy of a headshot gives the headshot's crop."""
@@ -189,4 +191,6 @@ class FaceDetector:
         shift = np.array([x0, y0], np.float64) if picture is not image else np.zeros(2)
         for f in faces:
             f.crop, f.scale, f.valid = align(picture, f.landmarks - shift, size, context)
+            if native:
+                f.native = native_crops(picture, f.landmarks - shift, size, context)
         return faces

@@ -12,6 +12,23 @@ from muflow_cli.inputs.provenance import Provenance
 
 
 @dataclass
+class NativeCrops:
+    """One face at native resolution (faces/native.py): its crops (P, S, S, 3), the pixels of each that are scored
+    (P, S, S), and ``scale``: what the standard crop would have resampled it by (crop px per image px; > 1 enlarges).
+    ``window``: the side of the face's window (the standard crop's framing) in native pixels; ``offsets`` (P, 2):
+    where each crop's top-left corner lies in the window (x, y; negative when the crop is larger than the window)."""
+
+    crops: np.ndarray
+    valid: np.ndarray
+    scale: float
+    window: float = 0.0
+    offsets: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+
+@dataclass
 class Face:
     """One detected face in original-image pixels, plus its aligned crop."""
 
@@ -21,6 +38,7 @@ class Face:
     crop: np.ndarray | None = None  # (S, S, 3) uint8 RGB
     scale: float = 1.0  # crop pixels per original pixel (>1: the face was upsampled)
     valid: np.ndarray | None = None  # (S, S) bool: crop pixels that come from the image (faces/align.py)
+    native: NativeCrops | None = None  # the face at native resolution, for a native model (faces/native.py)
 
     @property
     def mask(self) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 from muflow_cli.faces.align import aligned_face
 from muflow_cli.faces.detect import FaceDetector
 from muflow_cli.faces.face import Face, FileFaces
+from muflow_cli.faces.native import native_crops
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.inputs.images import ImageReadError, read_image_record
 
@@ -27,12 +28,16 @@ def _looks_like_a_crop(width: int, height: int) -> bool:
 
 
 def faces_in_image(image: np.ndarray, detector: FaceDetector | None, finding: FaceFinding, size: int = 256,
-                   context: float = 1.5) -> list[Face]:
+                   context: float = 1.5, native: bool = False) -> list[Face]:
     """Every face of a decoded RGB image as ``finding`` says, aligned to ``size``: one pre-aligned face
-    (``finding.aligned``: no detector, :func:`aligned_face`) or what ``detector`` finds."""
+    (``finding.aligned``: no detector, :func:`aligned_face`) or what ``detector`` finds; ``native``: with
+    their native-resolution crops (faces/native.py), for a native model."""
     if finding.aligned is not None:
-        return [aligned_face(image, finding.aligned, size, context)]
-    return detector.faces(image, size=size, context=context, max_faces=finding.max_faces)
+        face = aligned_face(image, finding.aligned, size, context)
+        if native:
+            face.native = native_crops(image, face.landmarks, size, context)
+        return [face]
+    return detector.faces(image, size=size, context=context, max_faces=finding.max_faces, native=native)
 
 
 def faces_in_file(
@@ -44,6 +49,7 @@ def faces_in_file(
     transform: Callable[[np.ndarray, str], np.ndarray] | None = None,
     keep_image: bool = False,
     provenance: float | None = None,
+    native: bool = False,
 ) -> FileFaces:
     """Read, (perturb,) detect, align: never raises for a bad file, reports it instead.
 
@@ -60,7 +66,7 @@ def faces_in_file(
         image = transform(image, str(path))
         comp = getattr(transform, "compression", lambda c: c)(comp)  # a re-encoding perturbation says what it made
     try:
-        faces = faces_in_image(image, detector, finding, size, context)
+        faces = faces_in_image(image, detector, finding, size, context, native)
     except Exception as exc:  # a detector failure on one odd image must not stop a scan
         return FileFaces(path, "error", f"face detection failed: {type(exc).__name__}: {exc}", image_size=image.shape[1::-1],
                          provenance=prov, compression=comp)
@@ -86,7 +92,8 @@ class FaceStage:
     One image per core does more work per second than one image split across all cores (1.3x on two
     cores, docs/performance.md); onnxruntime, OpenCV and numpy release the GIL.
     ``submit`` returns futures in file order, so results never depend on the number of workers.
-    ``provenance`` (a time cap in seconds; None: off) reads each file's provenance where its bytes are read.
+    ``provenance`` (a time cap in seconds; None: off) reads each file's provenance where its bytes are read;
+    ``native``: each face's native-resolution crops too (faces/native.py), for a native model.
     """
 
     def __init__(
@@ -99,9 +106,10 @@ class FaceStage:
         keep_image: bool = False,
         workers: int = 0,
         provenance: float | None = None,
+        native: bool = False,
     ) -> None:
         self.workers = workers or default_workers()
-        self.finding, self.size, self.context = finding, size, context
+        self.finding, self.size, self.context, self.native = finding, size, context, native
         self.transform, self.keep_image, self.provenance = transform, keep_image, provenance
         self._make = make_detector  # None for pre-aligned crops (FaceFinding.detector_factory)
         self._local = threading.local()
@@ -111,7 +119,8 @@ class FaceStage:
         det = getattr(self._local, "detector", None)
         if det is None and self._make is not None:
             det = self._local.detector = self._make()
-        return faces_in_file(path, det, self.finding, self.size, self.context, self.transform, self.keep_image, self.provenance)
+        return faces_in_file(path, det, self.finding, self.size, self.context, self.transform, self.keep_image, self.provenance,
+                             self.native)
 
     def submit(self, paths: list) -> list[Future]:
         return [self._pool.submit(self._one, p) for p in paths]

@@ -3,7 +3,7 @@
 It says everything needed to rebuild the pipeline — backbone (with its input statistics),
 layers, crop, face detector, flow — and what the model was fitted and calibrated on. Every
 field is read by muflow; nothing is edited after the card exists (``dataclasses.replace``
-makes a new one). ``from_dict`` reads format 1 (muflow 0.1 before the card was typed) and 2.
+makes a new one). ``from_dict`` reads format 1 (muflow 0.1 before the card was typed) to 4.
 
 Plain data only: reading a card never imports torch (the flows are built from ``FlowConfig``
 in nn/flow_model.py, when they are needed).
@@ -23,7 +23,7 @@ from muflow_cli.stats.conformal import min_attainable_p
 if TYPE_CHECKING:
     from muflow_cli.faces.detect import FaceDetector
 
-FORMAT_VERSION = 3  # 3: crop.masked (an older muflow would score a masked model without its mask)
+FORMAT_VERSION = 4  # 3: crop.masked (an older muflow would score a masked model without its mask); 4: crop.native
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,22 @@ class CropSpec:
     # Scores only the feature positions inside the photo (nn/masking.py); False: a bundle from before
     # masking (format <= 2), scored as it was fitted, over the whole crop.
     masked: bool = False
+    # Faces scored at native resolution (faces/native.py): never enlarged, tiles of larger faces pooled by
+    # ``pool`` ("mean" or "top"). A native card is format 4: an older muflow refuses it instead of resampling.
+    native: bool = False
+    pool: str = "mean"
+
+    @property
+    def format(self) -> int:
+        """The oldest card format that describes this crop (what a bundle with it is written as)."""
+        return 4 if self.native else 3
+
+    def words(self) -> str:
+        """The crop in words (``muflow info``)."""
+        if not self.native:
+            return f"{self.size} px, context {self.context:g}"
+        return (f"native resolution, never enlarged: faces up to {self.size} px a side (context {self.context:g}) 1:1, "
+                f"larger ones as {self.size}-px tiles pooled by {'their mean' if self.pool == 'mean' else 'the top quarter'}")
 
 
 @dataclass(frozen=True)
@@ -170,7 +186,7 @@ class ModelCard:
             ("split", split),
             ("averages", f"{t.averages} average faces of {t.k} crops each"),
             ("backbone", f"{self.backbone.name}, layers " + ", ".join(f"{ly.name} ({ly.channels} ch)" for ly in self.layers)),
-            ("crop", f"{self.crop.size} px, context {self.crop.context:g}; face detector {self.face_detector.kind} "
+            ("crop", f"{self.crop.words()}; face detector {self.face_detector.kind} "
                      f"(threshold {self.face_detector.threshold:g})"),
             ("framing", (f"scores only what lies inside the photo (masked); trained with {t.framings} framed "
                          f"cop{'y' if t.framings == 1 else 'ies'} of each fit face") if self.crop.masked else
@@ -189,7 +205,7 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
-        """Read a card of format 1, 2 or 3 (unknown keys of format 1 — template, objective, sizes — are dropped)."""
+        """Read a card of format 1 to 4 (unknown keys of format 1 — template, objective, sizes — are dropped)."""
         bb = d["backbone"]
         training = {k: v for k, v in d.get("training", {}).items() if k in _names(TrainingInfo)}
         calib = {k: v for k, v in d.get("calibration", {}).items() if k in _names(CalibrationInfo)}
@@ -201,7 +217,8 @@ class ModelCard:
                 weights=bb.get("weights", ""), weights_sha256=bb.get("weights_sha256"),
             ),
             layers=tuple(LayerSpec(int(layer["channels"]), int(layer["stride"])) for layer in d["layers"]),
-            crop=CropSpec(int(d["crop"]["size"]), float(d["crop"]["context"]), bool(d["crop"].get("masked", False))),
+            crop=CropSpec(int(d["crop"]["size"]), float(d["crop"]["context"]), bool(d["crop"].get("masked", False)),
+                          bool(d["crop"].get("native", False)), str(d["crop"].get("pool", "mean"))),
             face_detector=FaceDetectorSpec(**d.get("face_detector", d.get("detector", {}))),
             flow=FlowConfig(**d["flow"]),
             calibration=CalibrationInfo(**calib),

@@ -29,6 +29,7 @@ from muflow_cli.weights import manifest, sha256_file, weight_path
 if TYPE_CHECKING:
     import torch
 
+    from muflow_cli.faces.face import Face
     from muflow_cli.nn.features import FeatureExtractor
     from muflow_cli.nn.flow_model import MuFlowModel
 
@@ -162,11 +163,47 @@ class DeepfakeModel:
         """Whether scores count only what lies inside the photo (nn/masking.py); False for bundles from before."""
         return self.card.crop.masked
 
-    def score(self, crops: Any, batch_size: int = 32, with_maps: bool = False, valid: Any = None) -> dict[str, np.ndarray]:
+    @property
+    def native(self) -> bool:
+        """Whether faces are scored at native resolution (faces/native.py): ``score_faces`` then scores each
+        face's native crops and pools them; the faces must come with them (``native=`` of faces.stage)."""
+        return self.card.crop.native
+
+    def score_faces(self, faces: list[Face], batch_size: int = 32, with_maps: bool = False,
+                    transform: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """:meth:`score` of found faces: their aligned crops, or, for a native model, their native crops pooled per
+        face (``card.crop.pool``). ``transform`` changes the crops first (a JPEG round trip: the stability check).
+        A native model's ``maps`` are its crops' maps laid over the face's window (faces/native.window_map): where its
+        aligned crop lies, so they are drawn over that crop as a standard model's are."""
+        from muflow_cli.faces.face import valid_masks
+
+        if not self.native:
+            crops = np.stack([f.crop for f in faces]) if faces else np.zeros((0, self.crop_size, self.crop_size, 3), np.uint8)
+            return self.score(crops if transform is None else transform(crops), batch_size, with_maps, valid_masks(faces))
+        from muflow_cli.faces.native import pool_scores, window_map
+
+        if any(f.native is None for f in faces):
+            raise ValueError("this model scores faces at native resolution: find them with native=True (faces/stage.py)")
+        units = [f.native for f in faces]
+        crops = np.concatenate([u.crops for u in units]) if units else np.zeros((0, self.crop_size, self.crop_size, 3), np.uint8)
+        owner = np.repeat(np.arange(len(units)), [len(u) for u in units])
+        out = self.score(crops if transform is None else transform(crops), batch_size, with_maps,
+                         np.concatenate([u.valid for u in units]) if units else None, min_inside=0.0)
+        layers = pool_scores(out["layers"], owner, len(faces), self.card.crop.pool)
+        layers[[f.inside < MIN_INSIDE for f in faces]] = np.nan  # as :meth:`score` says of a crop mostly outside the photo
+        res = {"score": layers.astype(np.float32).mean(1, dtype=np.float32).astype(np.float64), "layers": layers}
+        if with_maps:
+            res["maps"] = [np.stack([window_map(m[owner == k], u, self.crop_size // ly.stride) for k, u in enumerate(units)])
+                           if units else np.zeros((0, self.crop_size // ly.stride, self.crop_size // ly.stride))
+                           for m, ly in zip(out["maps"], self.card.layers)]
+        return res
+
+    def score(self, crops: Any, batch_size: int = 32, with_maps: bool = False, valid: Any = None,
+              min_inside: float = MIN_INSIDE) -> dict[str, np.ndarray]:
         """Scores of (B, S, S, 3) uint8 RGB aligned crops: ``score`` (B,), ``layers`` (B, L), ``maps`` if asked.
 
         ``valid`` (B, S, S) bool: the crop pixels that come from the photo (``Face.valid``; None: all of them).
-        A masked model scores only those; a face with less than MIN_INSIDE of its crop inside gets NaN (too
+        A masked model scores only those; a face with less than ``min_inside`` of its crop inside gets NaN (too
         little of it is in the photo to say anything). An unmasked model ignores ``valid``."""
         if not _is_tensor(crops):
             crops = np.asarray(crops)
@@ -190,7 +227,7 @@ class DeepfakeModel:
             maps.append(mp)
         per_layer = np.concatenate(layers).astype(np.float64)
         if valid is not None and self.masked:
-            per_layer[valid.mean(axis=(1, 2)) < MIN_INSIDE] = np.nan
+            per_layer[valid.mean(axis=(1, 2)) < min_inside] = np.nan
         # The score is the mean over layers, taken in float32 as the model does (same numbers from either engine).
         res = {"score": per_layer.astype(np.float32).mean(1, dtype=np.float32).astype(np.float64), "layers": per_layer}
         if with_maps:
@@ -230,7 +267,7 @@ class DeepfakeModel:
         """Write the bundle atomically (bundle.py); a folder that is not a bundle is never replaced."""
         import torch
 
-        self.card = replace(self.card, muflow_version=__version__, format=FORMAT_VERSION)
+        self.card = replace(self.card, muflow_version=__version__, format=min(FORMAT_VERSION, self.card.crop.format))
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors["calibration"] = torch.from_numpy(self.calibration.scores.copy())
         if self.calibration.strata is not None:

@@ -27,17 +27,22 @@ def default_average_plan(n_faces: int, k: int | None = None, m: int | None = Non
     return k, m
 
 
-def average_faces(crops: np.ndarray, k: int, m: int, rng: np.random.Generator, batch: int = 64):
+def average_faces(crops: np.ndarray, k: int, m: int, rng: np.random.Generator, batch: int = 64, valid=None):
     """Yield batches of average faces (uint8, (b, S, S, 3)), M in total.
 
     Each average draws k distinct crops without replacement; computed in float32 and rounded
     back to uint8 because the backbone sees averages exactly as it sees single crops.
+    ``valid`` (the crops' (N, S, S) scored pixels): yield (averages, masks) instead, each average's mask the
+    pixels scored in at least half of its crops: a native fit's target is pooled where its crops are scored.
     """
     n = len(crops)
     for start in range(0, m, batch):
         b = min(batch, m - start)
         out = np.empty((b,) + crops.shape[1:], np.uint8)
+        masks = np.empty((b,) + crops.shape[1:3], bool)
         for i in range(b):
             idx = rng.choice(n, size=k, replace=False)
             out[i] = np.clip(crops[idx].mean(0, dtype=np.float32) + 0.5, 0, 255).astype(np.uint8)
-        yield out
+            if valid is not None:
+                masks[i] = np.asarray(valid[np.sort(idx)], np.float32).mean(0) >= 0.5
+        yield out if valid is None else (out, masks)

@@ -74,7 +74,7 @@ def fit_report_html(model, name: str, seconds: dict[str, float] | None = None) -
     settings = [
         ("average faces (k crops each)", f"{tr.averages} ({tr.k})"), ("epochs", tr.epochs), ("batch size", tr.batch_size),
         ("learning rate", tr.lr), ("augmented copies per face", tr.augment), ("training precision", tr.precision), ("smallest face (px)", tr.min_face_px),
-        ("crop", f"{card.crop.size} px, context {card.crop.context}"),
+        ("crop", card.crop.words()),
         ("face detector", f"{card.face_detector.kind} (threshold {card.face_detector.threshold})"),
         ("backbone", f"{card.backbone.name}, taps {list(card.backbone.taps)}, weights {card.backbone.weights}"),
         ("flow", flow), ("calibration mean score", _num(float(tr.calibration_mean_score))),

@@ -134,6 +134,8 @@ def evaluate(
     Each file's provenance is read on the clean run and copied to its perturbed rows (a perturbation
     changes the pixels, not what the file says about itself)."""
     config.check()
+    if config.parts and model.native:  # the parts are of one crop a face; a native face's are pooled tiles
+        raise ConfigError("--parts is measured for models with one aligned crop a face, not native-resolution ones")
     perturbations = [Perturbation("none")] + [p for p in perturbations if p.kind != "none"]
     frames = []
     read: dict[str, tuple] = {}  # file -> (provenance, provenance_detail), from the clean run

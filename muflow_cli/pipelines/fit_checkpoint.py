@@ -64,6 +64,7 @@ class SavedFaces:
     links: dict[str, int] | None = None  # how the groups were made (stats/near_duplicates.Links)
     valid: np.ndarray | PackedMasks | None = None  # (N, S, S) bool: crop pixels inside the photo (None: all of them)
     sources: list[str] | None = None  # (N,) the file of each crop: calibration files are re-processed for the strata
+    owner: np.ndarray | None = None  # (N,) a native fit's face of each row (faces/native.py; None: one row a face)
 
     def close(self) -> None:
         """Let go of the crop files (a fit's are removed with its checkpoint, or freed when temporary)."""
@@ -202,7 +203,8 @@ class FitCheckpoint:
         def write(p: str) -> None:
             with open(p, "wb") as fh:
                 order = np.arange(len(faces.groups)) if faces.order is None else faces.order
-                np.savez(fh, groups=np.asarray(faces.groups, np.int64), order=np.asarray(order, np.int64), side=np.int64(side))
+                owner = {} if faces.owner is None else {"owner": np.asarray(faces.owner, np.int64)}
+                np.savez(fh, groups=np.asarray(faces.groups, np.int64), order=np.asarray(order, np.int64), side=np.int64(side), **owner)
 
         atomic_write(self.path / "faces.npz", write, fsync=True)
         _write_json(self.path / "faces.json", {"files": faces.files, "skipped": dict(faces.skipped), "seconds": faces.seconds,
@@ -242,7 +244,7 @@ class FitCheckpoint:
                     crops.close()
                     return None
             return SavedFaces(crops, z["groups"], int(meta["files"]), dict(meta["skipped"]), float(meta["seconds"]),
-                              z["order"], meta.get("links"), valid, meta.get("sources"))
+                              z["order"], meta.get("links"), valid, meta.get("sources"), z["owner"] if "owner" in z else None)
 
     # -- (b) split, targets, averages sample ----------------------------------------
     def save_split(self, split: SavedSplit) -> None:

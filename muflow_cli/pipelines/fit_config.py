@@ -55,6 +55,10 @@ class FitConfig:
     # and unseen-source reals (pooled 4 of 29 against 1); a face cut tight to its box moves 30 % more without them
     # (docs/performance.md, "Masking or framed copies").
     framings: int = 0
+    # Score faces at native resolution (faces/native.py): never enlarged; tiles of larger faces pooled by ``pool``
+    # (mean or top). Off by default: measured against the standard crop in docs/performance.md, "Native resolution".
+    native: bool = False
+    pool: str = "mean"
     data_note: str = ""  # free text about the fit data, kept in the card
     # Calibrate per processing stratum (stats/strata.py): the calibration photos re-saved and shrunk over a grid
     # and scored again (pipelines/strata_calibration.py); False: one pooled calibration, as before
@@ -78,6 +82,12 @@ class FitConfig:
             raise ConfigError("augment must lie in [0, 8] copies per face")
         if not 0 <= self.framings <= 8 or (self.framings and not self.masked):
             raise ConfigError("framings must lie in [0, 8] copies per face, and needs a masked fit")
+        if self.native and not self.masked:
+            raise ConfigError("a native-resolution fit needs a masked fit: what lies around a small face is not scored")
+        from muflow_cli.faces.native import POOLS
+
+        if self.pool not in POOLS:
+            raise ConfigError(f"pool must be one of {', '.join(POOLS)}")
         if self.context < 1:
             raise ConfigError("context must be at least 1 (the template's own framing)")
         if self.precision not in PRECISIONS:
@@ -128,6 +138,7 @@ class FitReport:
     training_faces: int = 0  # fit faces and their augmented copies (what the flows train on)
     precision: str = "fp32"  # what the flows were trained in (FitConfig.precision resolved for the device)
     calibration_faces: int = 0
+    crops: dict[str, int] | None = None  # a native fit's crops (all, fit, calibration); None: one crop a face
     split: dict[str, Any] = field(default_factory=dict)  # how calibration was held out (stats/splits.py): kind, groups, gap
     links: dict[str, int] = field(default_factory=dict)  # how --group-by auto made its groups (stats/near_duplicates.py)
     k: int = 0

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from muflow_cli.choices import GROUP_UNITS
+from muflow_cli.faces.native import pool_scores
 from muflow_cli.model.card import CalibrationInfo, CropSpec, TrainingInfo, forward_text
 from muflow_cli.model.deepfake_model import DeepfakeModel, new_card
 from muflow_cli.nn.augment import AugmentedRows, round_trip
 from muflow_cli.nn.averages import average_faces, default_average_plan
-from muflow_cli.nn.config import FlowConfig
+from muflow_cli.nn.config import MIN_INSIDE, FlowConfig
 from muflow_cli.nn.feature_cache import FeatureCache
 from muflow_cli.nn.features import create_feature_extractor
 from muflow_cli.nn.flow_model import MuFlowModel
@@ -137,11 +138,22 @@ def plan_fit(config: FitConfig, report: FitReport) -> None:
     report.epochs = config.epochs or default_epochs(report.fit_faces)
 
 
+def count_native(report: FitReport, owner: np.ndarray, split: Split, group_ids: np.ndarray) -> None:
+    """A native fit's rows are native crops, several to a large face (``owner``: the face of each). The stages count
+    rows; once they are planned, the report counts faces, as people read it, and keeps the crops beside them."""
+    report.crops = {"all": len(owner), "fit": report.fit_faces, "calibration": report.calibration_faces}
+    report.faces = len(np.unique(owner))
+    report.fit_faces, report.calibration_faces = len(np.unique(owner[split.fit_mask])), len(np.unique(owner[split.mask]))
+    firsts = np.unique(owner, return_index=True)[1]
+    report.split["largest_group"] = int(np.unique(np.asarray(group_ids)[firsts], return_counts=True)[1].max())
+
+
 def announce(report: FitReport, config: FitConfig) -> str:
     """The line for the person waiting: what will be fitted, what was skipped, and ``report.estimate``."""
     skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.skipped.items()) or "nothing"
     parts = ", ".join(f"{k} {_duration(v)}" for k, v in report.estimate.items() if k != "total")
-    return (f"fitting on {report.fit_faces} faces, {report.calibration_faces} held out to calibrate "
+    crops = f" ({report.crops['fit']} native crops)" if report.crops else ""
+    return (f"fitting on {report.fit_faces} faces{crops}, {report.calibration_faces} held out to calibrate "
             f"({split_text(report.split, config.group_by)}); skipped: {skipped}. "
             f"Estimated time for the rest, measured on this machine: {_duration(report.estimate['total'])} ({parts})")
 
@@ -174,11 +186,20 @@ def fit_targets(backbone, split: Split, config: FitConfig, report: FitReport, rn
     t = time.perf_counter()
     pooled: list[list[np.ndarray]] = [[] for _ in backbone.channels]
     samples: list[np.ndarray] = []
-    batches = average_faces(split.fit, report.k, report.averages, rng, batch=config.batch_size)
+    # A native fit's averages are of its native crops, pooled where at least half of them are scored: the target
+    # follows the rule its single faces are scored by (faces/native.py).
+    valid = split.fit_valid if config.native else None
+    batches = average_faces(split.fit, report.k, report.averages, rng, batch=config.batch_size, valid=valid)
     for batch in track(batches, "averages", total=math.ceil(report.averages / config.batch_size), enabled=progress):
+        batch, masks = batch if valid is not None else (batch, None)
         samples += [thumbnail(a) for a in batch[: SAMPLE - len(samples)]]
-        for j, f in enumerate(backbone(torch.from_numpy(batch))):
-            pooled[j].append(f.mean(dim=(2, 3)).double().cpu().numpy())
+        if masks is None:
+            feats = [f.mean(dim=(2, 3)) for f in backbone(torch.from_numpy(batch))]
+        else:
+            maps, at = backbone(torch.from_numpy(batch), torch.from_numpy(masks.astype(np.uint8)))
+            feats = [(f * m).sum(dim=(2, 3)) / m.sum(dim=(2, 3)).clamp_min(1.0) for f, m in zip(maps, at)]
+        for j, f in enumerate(feats):
+            pooled[j].append(f.double().cpu().numpy())
     targets = [GaussianTarget.fit(np.concatenate(p)) for p in pooled]
     report.seconds["averages"] = time.perf_counter() - t
     done = SavedSplit(split.mask, targets, np.stack(samples), rng.bit_generator.state, torch.get_rng_state(),
@@ -233,44 +254,53 @@ def model_for(backbone, targets: list[GaussianTarget], flow: FlowConfig, device:
 
 
 def calibrate_model(backbone, flows: MuFlowModel, split: Split, config: FitConfig, report: FitReport,
-                    device: torch.device) -> tuple[DeepfakeModel, np.ndarray]:
+                    device: torch.device, owner: np.ndarray | None = None) -> tuple[DeepfakeModel, np.ndarray]:
     """The trained parts as a model not yet calibrated, and its scores of the held-out reals.
 
-    Those scores are the calibration: a new face's p-value is where its score falls among them."""
+    Those scores are the calibration: a new face's p-value is where its score falls among them. ``owner``: a
+    native fit's face of each held-out row; their scores are pooled per face, as a scan pools them."""
     t = time.perf_counter()
     card = new_card(
-        backbone=backbone, backbone_weights=config.backbone_weights, crop=CropSpec(config.crop_size, config.context, config.masked),
+        backbone=backbone, backbone_weights=config.backbone_weights,
+        crop=CropSpec(config.crop_size, config.context, config.masked, config.native, config.pool),
         face_detector=detector_spec(config), flow=config.flow,
         calibration=CalibrationInfo(), training=TrainingInfo(),
     )
     scorer = DeepfakeModel(card, backbone, flows, Calibration(np.zeros(0))).to(device)
     flows.masked = config.masked
-    scores = score_rows(scorer, split.calibration, config.batch_size, valid=split.calibration_valid)
+    pooled = (lambda s: s) if owner is None else (lambda s: pool_scores(s, np.unique(owner, return_inverse=True)[1],
+                                                                           len(np.unique(owner)), config.pool))
+    scores = pooled(score_rows(scorer, split.calibration, config.batch_size, valid=split.calibration_valid,
+                               min_inside=0.0 if config.native else MIN_INSIDE))
     report.calibration_mean = float(np.mean(scores)) if len(scores) else float("nan")
     report.tail = config.tail
     if config.tail == "auto":
-        smooth = smooth_scores(scorer, split.calibration, config.batch_size, valid=split.calibration_valid)
+        smooth = pooled(smooth_scores(scorer, split.calibration, config.batch_size, valid=split.calibration_valid,
+                                      min_inside=0.0 if config.native else MIN_INSIDE))
         report.tail, report.tail_probe_auc = choose_tail(scores, smooth)
     report.seconds["calibration"] = time.perf_counter() - t
     return scorer, scores
 
 
-def score_rows(scorer: DeepfakeModel, crops, batch_size: int, chunk: int = 256, valid=None, transform=None) -> np.ndarray:
+def score_rows(scorer: DeepfakeModel, crops, batch_size: int, chunk: int = 256, valid=None, transform=None,
+               min_inside: float = MIN_INSIDE) -> np.ndarray:
     """``scorer.score`` of ``crops`` (an array or Rows), read a chunk at a time: 20k held-out crops of a 100k-face fit
     are 4 GB. The chunk is a whole number of batches, so the batches, and the scores, are those of one call.
-    ``transform``: applied to each crop as it is read (the tail probe's round trips)."""
+    ``transform``: applied to each crop as it is read (the tail probe's round trips); ``min_inside``: DeepfakeModel.score's."""
     chunk = max(1, chunk // batch_size) * batch_size
     out = []
     for i in range(0, len(crops), chunk):
         part = crops[i:i + chunk] if transform is None else np.stack([transform(c) for c in crops[i:i + chunk]])
-        out.append(scorer.score(part, batch_size=batch_size, valid=valid[i:i + chunk] if valid is not None else None)["score"])
+        out.append(scorer.score(part, batch_size=batch_size, valid=valid[i:i + chunk] if valid is not None else None,
+                                min_inside=min_inside)["score"])
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def smooth_scores(scorer: DeepfakeModel, crops, batch_size: int, chunk: int = 256, valid=None) -> np.ndarray:
+def smooth_scores(scorer: DeepfakeModel, crops, batch_size: int, chunk: int = 256, valid=None,
+                  min_inside: float = MIN_INSIDE) -> np.ndarray:
     """Scores of PROBE_DOWNSCALE x bicubic round trips of ``crops`` (the tail probe), a chunk at a time
     so that a large calibration set is never held twice. ``valid``: the crops' pixel masks."""
-    return score_rows(scorer, crops, batch_size, chunk, valid, transform=lambda c: round_trip(c, 1 / PROBE_DOWNSCALE))
+    return score_rows(scorer, crops, batch_size, chunk, valid, lambda c: round_trip(c, 1 / PROBE_DOWNSCALE), min_inside)
 
 
 def make_bundle(scorer: DeepfakeModel, scores: np.ndarray, split: Split, averaged: SavedSplit, groups: int,

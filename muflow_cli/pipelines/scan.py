@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from muflow_cli.errors import ConfigError
-from muflow_cli.faces.face import Face, FileFaces, valid_masks
+from muflow_cli.faces.face import Face, FileFaces
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.faces.stage import FaceStage
 from muflow_cli.inputs.files import shown_path
@@ -146,7 +146,7 @@ def iter_scan(
         return journal.lookup(index, ids_of(index)) if journal is not None else None
 
     stage = FaceStage(config.faces, model.card.face_detector.factory(config.faces), model.crop_size, model.context,
-                      transform, config.visuals, config.workers, config.provenance_cap)
+                      transform, config.visuals, config.workers, config.provenance_cap, model.native)
     engine = None  # built once the first chunk is being detected: the workers start while the graph loads
     ahead: dict[int, list[Future]] = {}
     bar = track(range(len(files)), "scanning", enabled=progress)
@@ -200,12 +200,10 @@ def score_chunk(index: int, results: list[FileFaces], shown: list[str], model: D
     chunk = ScanChunk(index, rows, results, crops)
     if crops:
         batch = config.batch_size or default_batch_size(model.device_type)
-        valid = valid_masks(faces)
-        out = model.score(np.stack(crops), batch_size=batch, with_maps=config.visuals, valid=valid)
+        out = model.score_faces(faces, batch_size=batch, with_maps=config.visuals)
 
         def rescore(at: np.ndarray) -> np.ndarray:
-            again = jpeg_round_trip(np.stack([crops[i] for i in at]))
-            return model.score(again, batch_size=batch, valid=valid[at] if valid is not None else None)["score"]
+            return model.score_faces([faces[i] for i in at], batch_size=batch, transform=jpeg_round_trip)["score"]
 
         judged = judge(model.calibration, out["score"], comps, [f.scale for f in faces],
                        [f.size_px for f in faces], config.fpr, config.tail, model.card.training.min_face_px,

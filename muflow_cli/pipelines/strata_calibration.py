@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from muflow_cli.faces.face import FileFaces, valid_masks
+from muflow_cli.faces.face import FileFaces
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.faces.stage import FaceStage
 from muflow_cli.inputs.compression import Compression
@@ -95,12 +95,12 @@ def strata_scores(sources: Sequence, model: DeepfakeModel, finding: FaceFinding,
     for spec in track(processings, "strata  ", enabled=progress):
         processing = Processing.parse(spec)
         with FaceStage(finding, make, model.crop_size, model.context, processing if spec != "none" else None,
-                       workers=workers) as stage:
+                       workers=workers, native=model.native) as stage:
             found = [kept_faces(res, min_face_px, model.masked) for res in stage.map(_rewound(sources))]
         faces = [f for res, kept in found for f in kept]
         if not faces:
             continue
-        out = model.score(np.stack([f.crop for f in faces]), batch_size=batch_size, valid=valid_masks(faces))["score"]
+        out = model.score_faces(faces, batch_size=batch_size)["score"]
         codes += [face_stratum(res.compression, f.scale) for res, kept in found for f in kept]
         scores.append(out)
     flat = np.concatenate(scores) if scores else np.zeros(0)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from muflow_cli.errors import ConfigError
 from muflow_cli.faces.detect import FaceDetector
-from muflow_cli.faces.face import Face, valid_masks
+from muflow_cli.faces.face import Face
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.faces.stage import faces_in_image
 from muflow_cli.faces.tracks import Tracker, merge_p_values
@@ -209,17 +209,16 @@ def _detect_and_track(frames, faces: FaceDetector | None, model: DeepfakeModel, 
     batch = config.batch_size or default_batch_size(model.device_type)
 
     def score(n: int) -> None:
-        crops = np.stack([f.crop for f in pending[:n]])
-        out = model.score(crops, batch_size=batch, with_maps=observer is not None, valid=valid_masks(pending[:n]))
+        out = model.score_faces(pending[:n], batch_size=batch, with_maps=observer is not None)
         if observer is not None and kept is not None:
-            kept.extend(observer.keep(crops, out["maps"]))
+            kept.extend(observer.keep(np.stack([f.crop for f in pending[:n]]), out["maps"]))
         scores.append(out["score"])
         layers.append(out["layers"])
         del pending[:n]
 
     for sample, frame in enumerate(frames):
         sampled += 1
-        found = faces_in_image(frame.rgb, faces, config.faces, model.crop_size, model.context)
+        found = faces_in_image(frame.rgb, faces, config.faces, model.crop_size, model.context, model.native)
         if not found:
             continue
         first = len(rows)

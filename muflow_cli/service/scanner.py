@@ -126,7 +126,8 @@ class Scanner:
     def _find(self, upload: Upload, finding: FaceFinding, provenance: float | None) -> FileFaces:
         data = io.BytesIO(upload.data)
         try:
-            return faces_in_file(data, self._detector(finding), finding, self.model.crop_size, self.model.context, provenance=provenance)
+            return faces_in_file(data, self._detector(finding), finding, self.model.crop_size, self.model.context, provenance=provenance,
+                                 native=self.model.native)
         except Exception as exc:  # faces_in_file reports bad files; anything else is still one file's row, not a 500
             return FileFaces(data, "error", f"{type(exc).__name__}: {exc}")
 

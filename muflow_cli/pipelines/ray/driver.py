@@ -34,6 +34,7 @@ import ray
 import ray.data
 
 from muflow_cli.errors import MuflowError
+from muflow_cli.faces.native import NATIVE_NOT_ON_RAY
 from muflow_cli.model.card import ModelCard
 from muflow_cli.model.deepfake_model import DeepfakeModel
 from muflow_cli.pipelines.ray.parts import PART_PREFIX, PART_ROW_SCHEMA, Part, inspect_output, is_cut_short, make_parts, ray_settings, settings_digest
@@ -108,6 +109,8 @@ def ray_scan(
     out = out if is_uri(out) else os.path.abspath(out)  # workers do not share the driver's working folder
     if model is None:
         model = DeepfakeModel.load(model_path, backbone_weights=backbone_weights)
+    if model.native:
+        raise RayScanError(NATIVE_NOT_ON_RAY)
     settings = settings_digest(ray_settings(model, config))
     files = list_files(paths, files_from)
     parts = make_parts(files, config.chunk_files, settings)
