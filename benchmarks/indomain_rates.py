@@ -31,8 +31,7 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-from sklearn.metrics import roc_auc_score
+from indomain import auc  # benchmarks/indomain.py's
 
 from muflow_cli.inputs.capture import capture_places
 from muflow_cli.model.deepfake_model import DeepfakeModel
@@ -69,7 +68,7 @@ def detection(later, gan) -> dict:
     if gan is not None:
         s, g = later["score"].to_numpy(float), gan["score"].to_numpy(float)
         out["TPR"] = share(gan["verdict"], "fake")
-        out["AUC"] = float(roc_auc_score(np.r_[np.zeros(len(s)), np.ones(len(g))], np.r_[s, g])) if len(s) and len(g) else float("nan")
+        out["AUC"] = auc(s, g)
         out["GAN faces"] = len(gan)
     return out
 

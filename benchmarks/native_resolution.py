@@ -38,26 +38,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from indomain import auc  # benchmarks/indomain.py's, as indomain_rates.py's helpers below
+from indomain_rates import faces_of, share
 
 from muflow_cli.model.deepfake_model import DeepfakeModel
-from muflow_cli.pipelines.scan import ScanConfig, scan
+from muflow_cli.pipelines.scan import ScanConfig
 
-FPR = 0.05
 KINDS = ("gan", "bicubic", "swap")
 ROUNDS = 3
 
 
 def scanned(model: DeepfakeModel, folder: Path):
-    """The scored faces of a folder, as `muflow scan` gives them (the model's verdicts at FPR)."""
-    df = scan([folder], model, ScanConfig(fpr=FPR), progress=False)
-    return df[(df["status"] == "ok") & df["score"].notna()]
-
-
-def auc(real: np.ndarray, fake: np.ndarray) -> float:
-    if not len(real) or not len(fake):
-        return float("nan")
-    return float(roc_auc_score(np.r_[np.zeros(len(real)), np.ones(len(fake))], np.r_[real, fake]))
+    """The scored faces of a folder, as `muflow scan` gives them (the model's verdicts at 0.05)."""
+    return faces_of(model, folder, "none")
 
 
 def pooled_by(model: DeepfakeModel, pool: str) -> DeepfakeModel:
@@ -67,7 +60,7 @@ def pooled_by(model: DeepfakeModel, pool: str) -> DeepfakeModel:
 
 
 def flagged(df) -> float:
-    return float((df["verdict"] == "fake").mean()) if len(df) else float("nan")
+    return share(df["verdict"], "fake")
 
 
 def in_domain(model: DeepfakeModel, data: Path) -> dict:

@@ -21,8 +21,8 @@ class NativeCrops:
     crops: np.ndarray
     valid: np.ndarray
     scale: float
-    window: float = 0.0
-    offsets: np.ndarray | None = None
+    window: float
+    offsets: np.ndarray
 
     def __len__(self) -> int:
         return len(self.crops)

@@ -27,7 +27,6 @@ from muflow_cli.faces.align import inside_mask, similarity, template
 from muflow_cli.faces.face import NativeCrops
 
 MAX_TILES = 4  # tiles per side at most: 16 crops for a face whose window exceeds 4 S (about 900 px at 256 and context 1.5)
-POOLS = NATIVE_POOLS  # how tile scores become a face's: their mean, or the mean of the highest TOP_SHARE
 TOP_SHARE = 0.25  # "top": the highest quarter of the tiles (at least one), where a local trace shows
 # Ray's parts carry one aligned crop a face (pipelines/ray/packing.py), not a face's native crops.
 NATIVE_NOT_ON_RAY = "a native-resolution model (fit --native) scans and fits on this machine only, not on Ray: leave out --ray"
@@ -58,7 +57,7 @@ def native_crops(image: np.ndarray, landmarks: np.ndarray, size: int = 256, cont
         lo, hi = -1.0, size + 1.0  # every tile lies in the window
     origins = [corner - o for o in offsets]
     grid = np.arange(size) + 0.5
-    in_window = ((grid >= lo) & (grid <= hi))
+    in_window = (grid >= lo) & (grid <= hi)
     in_window = in_window[:, None] & in_window[None, :]
     crops, valid = [], []
     for origin in origins:
@@ -96,8 +95,8 @@ def pool_scores(scores: np.ndarray, owner: np.ndarray, n_faces: int, how: str = 
     (the mean of the highest TOP_SHARE of them). Crops scored NaN (too little of them in the photo) are left
     out; a face with none left gets NaN. ``scores`` may be (P,) or (P, L): each column is pooled alike, by the
     crops the score (the mean over columns) picks."""
-    if how not in POOLS:
-        raise ValueError(f"unknown pooling {how!r}; choose one of {', '.join(POOLS)}")
+    if how not in NATIVE_POOLS:  # their mean, or the mean of the highest TOP_SHARE
+        raise ValueError(f"unknown pooling {how!r}; choose one of {', '.join(NATIVE_POOLS)}")
     scores = np.asarray(scores, np.float64)
     total = scores if scores.ndim == 1 else scores.mean(1)
     out = np.full((n_faces,) + scores.shape[1:], np.nan)

@@ -44,5 +44,5 @@ def average_faces(crops: np.ndarray, k: int, m: int, rng: np.random.Generator, b
             idx = rng.choice(n, size=k, replace=False)
             out[i] = np.clip(crops[idx].mean(0, dtype=np.float32) + 0.5, 0, 255).astype(np.uint8)
             if valid is not None:
-                masks[i] = np.asarray(valid[np.sort(idx)], np.float32).mean(0) >= 0.5
+                masks[i] = np.asarray(valid[idx], np.float32).mean(0) >= 0.5
         yield out if valid is None else (out, masks)

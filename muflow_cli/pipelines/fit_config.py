@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from muflow_cli.choices import CACHE_PLACES, FIT_PRESETS, PRECISIONS
+from muflow_cli.choices import CACHE_PLACES, FIT_PRESETS, NATIVE_POOLS, PRECISIONS
 from muflow_cli.errors import ConfigError, MuflowError
 from muflow_cli.faces.options import FaceFinding
 from muflow_cli.inputs.files import GROUP_BY
@@ -84,10 +84,8 @@ class FitConfig:
             raise ConfigError("framings must lie in [0, 8] copies per face, and needs a masked fit")
         if self.native and not self.masked:
             raise ConfigError("a native-resolution fit needs a masked fit: what lies around a small face is not scored")
-        from muflow_cli.faces.native import POOLS
-
-        if self.pool not in POOLS:
-            raise ConfigError(f"pool must be one of {', '.join(POOLS)}")
+        if self.pool not in NATIVE_POOLS:
+            raise ConfigError(f"pool must be one of {', '.join(NATIVE_POOLS)}")
         if self.context < 1:
             raise ConfigError("context must be at least 1 (the template's own framing)")
         if self.precision not in PRECISIONS:

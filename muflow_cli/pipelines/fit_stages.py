@@ -268,8 +268,11 @@ def calibrate_model(backbone, flows: MuFlowModel, split: Split, config: FitConfi
     )
     scorer = DeepfakeModel(card, backbone, flows, Calibration(np.zeros(0))).to(device)
     flows.masked = config.masked
-    pooled = (lambda s: s) if owner is None else (lambda s: pool_scores(s, np.unique(owner, return_inverse=True)[1],
-                                                                           len(np.unique(owner)), config.pool))
+    face = None if owner is None else np.unique(owner, return_inverse=True)[1]  # each row's face, numbered from 0
+
+    def pooled(scores: np.ndarray) -> np.ndarray:
+        return scores if face is None else pool_scores(scores, face, int(face.max()) + 1, config.pool)
+
     scores = pooled(score_rows(scorer, split.calibration, config.batch_size, valid=split.calibration_valid,
                                min_inside=0.0 if config.native else MIN_INSIDE))
     report.calibration_mean = float(np.mean(scores)) if len(scores) else float("nan")
